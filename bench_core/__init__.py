@@ -1,0 +1,35 @@
+"""optbench: a plugin-based benchmark suite for gradient-descent optimizers.
+
+The names exported here are the public API for plugin authors; see ``bench_core.hookspecs``
+for the hooks a plugin implements.
+"""
+
+from bench_core.hookspecs import hookimpl
+from bench_core.specs import (
+    Budget,
+    OptimizerSpec,
+    Param,
+    Problem,
+    ProblemSpec,
+    ScheduleSpec,
+    Target,
+    betas_to_kwargs,
+)
+from bench_core.trial import TrialConfig, TrialResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Budget",
+    "OptimizerSpec",
+    "Param",
+    "Problem",
+    "ProblemSpec",
+    "ScheduleSpec",
+    "Target",
+    "TrialConfig",
+    "TrialResult",
+    "__version__",
+    "betas_to_kwargs",
+    "hookimpl",
+]

@@ -1,0 +1,247 @@
+"""Plugin discovery and the catalog of optimizers, problems and schedules they provide.
+
+Plugins come from the ``optbench`` entry-point group and from ``--plugins`` paths. Each
+is loaded and asked on its own, so one broken plugin is reported by name and the others
+still work. ``OPTBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` keeps only the built-in entry points
+(those of the optbench distribution itself), which isolates test runs from whatever else
+is installed; ``OPTBENCH_TRACE_HOOKS=1`` prints every hook call on stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from bench_core import hookspecs
+from bench_core.errors import UserError
+from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec
+
+ENV_DISABLE_AUTOLOAD = "OPTBENCH_DISABLE_PLUGIN_AUTOLOAD"
+ENV_TRACE = "OPTBENCH_TRACE_HOOKS"
+BUILTIN_DISTRIBUTION = "optbench"
+
+#: catalog hook name -> (kind shown to users, spec class a plugin must return)
+CATALOG_HOOKS: dict[str, tuple[str, type]] = {
+    "optbench_optimizers": ("optimizer", OptimizerSpec),
+    "optbench_problems": ("problem", ProblemSpec),
+    "optbench_schedules": ("schedule", ScheduleSpec),
+}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a registered plugin came from, for ``optbench list`` and error messages."""
+
+    name: str
+    source: str
+    distribution: str | None = None
+    version: str | None = None
+    hooks: tuple[str, ...] = ()
+
+
+@dataclass
+class Catalog:
+    """Everything the installed and given plugins provide, by name."""
+
+    manager: pluggy.PluginManager
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    optimizers: dict[str, OptimizerSpec] = field(default_factory=dict)
+    problems: dict[str, ProblemSpec] = field(default_factory=dict)
+    schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
+    origin: dict[tuple[str, str], str] = field(default_factory=dict)
+    issues: list[str] = field(default_factory=list)
+    plugin_paths: tuple[str, ...] = ()
+
+    def entries(self, kind: str) -> dict[str, Any]:
+        return {"optimizer": self.optimizers, "problem": self.problems, "schedule": self.schedules}[kind]
+
+    def get(self, kind: str, name: str) -> Any:
+        """The spec called ``name``, or a :class:`UserError` that lists what exists."""
+        entries = self.entries(kind)
+        if name in entries:
+            return entries[name]
+        known = ", ".join(sorted(entries)) or "none"
+        hint = f"; note: {len(self.issues)} plugin(s) failed to load" if self.issues else ""
+        raise UserError(f"unknown {kind} {name!r} (known: {known}){hint}")
+
+    def notify_trial_finished(self, config: Any, result: Any) -> list[str]:
+        """Call every observer; return one message per observer that raised."""
+        failures = []
+        for plugin, error in _call_each(self.manager, "optbench_trial_finished", config=config, result=result):
+            if error is not None:
+                failures.append(f"plugin {plugin!r}: optbench_trial_finished raised {error}")
+        return failures
+
+
+def load_catalog(plugin_paths: Sequence[str | os.PathLike] = (), autoload: bool | None = None) -> Catalog:
+    """Discover plugins, ask each for its specs and index them by name.
+
+    :param plugin_paths: ``.py`` files or folders of them to load as local plugins.
+    :param autoload: load third-party entry points; by default, unless
+        ``OPTBENCH_DISABLE_PLUGIN_AUTOLOAD`` is set. Built-in entry points always load.
+    :raises UserError: when a given path does not exist.
+    """
+    if autoload is None:
+        autoload = not os.environ.get(ENV_DISABLE_AUTOLOAD)
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    catalog = Catalog(manager=manager, plugin_paths=tuple(str(Path(p).resolve()) for p in plugin_paths))
+
+    for entry_point in importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME):
+        dist = entry_point.dist
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        is_builtin = dist_name is not None and dist_name.lower() == BUILTIN_DISTRIBUTION
+        if not (autoload or is_builtin):
+            continue
+        source = f"entry point {entry_point.value}" + (f" ({dist_name} {dist.version})" if dist else "")
+        info = PluginInfo(entry_point.name, source, dist_name, dist.version if dist else None)
+        _register(catalog, info, entry_point.load)
+
+    for path in _expand_paths(plugin_paths):
+        info = PluginInfo(str(path), f"file {path}")
+        _register(catalog, info, lambda path=path: _import_file(path))
+
+    _report_unknown_hooks(catalog)
+    for hook_name, (kind, spec_class) in CATALOG_HOOKS.items():
+        _collect(catalog, hook_name, kind, spec_class)
+    return catalog
+
+
+def _register(catalog: Catalog, info: PluginInfo, load: Callable[[], Any]) -> None:
+    try:
+        plugin = load()
+    except Exception as exc:  # a broken plugin must not take the others down
+        catalog.issues.append(f"plugin {info.name!r} ({info.source}) failed to load: {_one_line(exc)}")
+        return
+    if info.name in catalog.plugins or catalog.manager.is_registered(plugin):
+        catalog.issues.append(f"plugin {info.name!r} ({info.source}) is already registered; ignored")
+        return
+    try:
+        catalog.manager.register(plugin, name=info.name)
+    except Exception as exc:
+        catalog.issues.append(f"plugin {info.name!r} ({info.source}) is invalid: {_one_line(exc)}")
+        return
+    hooks = tuple(sorted(impl_name for impl_name in dir(plugin) if impl_name.startswith("optbench_")))
+    catalog.plugins[info.name] = PluginInfo(info.name, info.source, info.distribution, info.version, hooks)
+
+
+def _expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser().resolve()
+        if path.is_dir():
+            files.extend(p for p in sorted(path.glob("*.py")) if not p.name.startswith("_"))
+        elif path.is_file() and path.suffix == ".py":
+            files.append(path)
+        else:
+            raise UserError(f"--plugins {raw}: no such .py file or folder")
+    return files
+
+
+def _import_file(path: Path) -> ModuleType:
+    # A name derived from the path, so worker processes that load the same file agree on it.
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    module_name = f"optbench_local_{path.stem}_{digest}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+def _report_unknown_hooks(catalog: Catalog) -> None:
+    for hook_name, caller in vars(catalog.manager.hook).items():
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            catalog.issues.append(f"plugin {impl.plugin_name!r} implements unknown hook {hook_name!r}")
+
+
+def _collect(catalog: Catalog, hook_name: str, kind: str, spec_class: type) -> None:
+    entries = catalog.entries(kind)
+    for plugin, answer in _call_each(catalog.manager, hook_name):
+        where = f"plugin {plugin!r} ({catalog.plugins[plugin].source})"
+        if isinstance(answer, BaseException):
+            catalog.issues.append(f"{where}: {hook_name} raised {answer}")
+            continue
+        if answer is None:
+            continue
+        if not isinstance(answer, list | tuple):
+            catalog.issues.append(
+                f"{where}: {hook_name} must return a list of {spec_class.__name__}, got {type(answer).__name__}"
+            )
+            continue
+        for spec in answer:
+            if not isinstance(spec, spec_class):
+                catalog.issues.append(
+                    f"{where}: {hook_name} returned {type(spec).__name__}, expected {spec_class.__name__}"
+                )
+                continue
+            if spec.name in entries:
+                owner = catalog.origin[(kind, spec.name)]
+                catalog.issues.append(
+                    f"{where}: {kind} {spec.name!r} is already provided by plugin {owner!r}; ignored"
+                )
+                continue
+            entries[spec.name] = spec
+            catalog.origin[(kind, spec.name)] = plugin
+
+
+def _call_each(manager: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call every implementation of a hook on its own, so each answer or failure is attributable.
+
+    Returns ``(plugin name, answer)`` pairs, with the exception in place of the answer
+    for an implementation that raised.
+    """
+    caller = getattr(manager.hook, hook_name)
+    trace = bool(os.environ.get(ENV_TRACE))
+    answers = []
+    # pluggy lists implementations last-registered first; ask in registration order.
+    for impl in reversed(caller.get_hookimpls()):
+        try:
+            answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
+        except Exception as exc:
+            answer = _PluginFailure(_one_line(exc), traceback.format_exc())
+        if trace:
+            print(f"optbench: hook {hook_name} -> {impl.plugin_name}: {_describe(answer)}", file=sys.stderr)
+        answers.append((impl.plugin_name, answer))
+    if hook_name == "optbench_trial_finished":
+        return [(name, answer if isinstance(answer, BaseException) else None) for name, answer in answers]
+    return answers
+
+
+class _PluginFailure(Exception):
+    def __init__(self, message: str, formatted: str) -> None:
+        super().__init__(message)
+        self.formatted = formatted
+
+
+def _describe(answer: Any) -> str:
+    if isinstance(answer, BaseException):
+        return f"raised {answer}"
+    if isinstance(answer, list | tuple):
+        return "[" + ", ".join(getattr(item, "name", repr(item)) for item in answer) + "]"
+    return repr(answer)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

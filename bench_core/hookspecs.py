@@ -1,0 +1,72 @@
+"""The optbench hook contract: every hook a plugin may implement, in one place.
+
+A plugin is a module (or any object) with functions marked ``@bench_core.hookimpl``
+whose names match the hooks below. optbench finds plugins through the ``optbench``
+entry-point group of installed distributions and through ``--plugins PATH`` files; the
+built-in optimizers and problems are registered the same way.
+
+Argument names matter, order does not: an implementation may accept any subset of a
+hook's arguments. Set ``OPTBENCH_TRACE_HOOKS=1`` to print every hook call with the plugin
+that answered it.
+
+Catalog hooks (``optbench_optimizers``, ``optbench_problems``, ``optbench_schedules``) are
+called once per process when the catalog is built. Each plugin's answer is checked on its
+own: a plugin that raises or returns something other than a list of specs is reported by
+name and skipped, and a name already taken by an earlier plugin is reported and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec
+    from bench_core.trial import TrialConfig, TrialResult
+
+PROJECT_NAME = "optbench"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def optbench_optimizers() -> list[OptimizerSpec]:
+    """Return the optimizers this plugin provides.
+
+    :returns: a list of :class:`bench_core.OptimizerSpec`, each with a name unique across
+        all plugins. Called once when the catalog is built, in the driver and in every
+        worker process.
+    """
+
+
+@hookspec
+def optbench_problems() -> list[ProblemSpec]:
+    """Return the test problems this plugin provides.
+
+    :returns: a list of :class:`bench_core.ProblemSpec`. Building a problem may be costly
+        (loading data), so do the work in ``ProblemSpec.build``, not in this hook, which
+        is called once when the catalog is built.
+    """
+
+
+@hookspec
+def optbench_schedules() -> list[ScheduleSpec]:
+    """Return the learning-rate schedules this plugin provides.
+
+    :returns: a list of :class:`bench_core.ScheduleSpec`, usable with any optimizer.
+    """
+
+
+@hookspec
+def optbench_trial_finished(config: TrialConfig, result: TrialResult) -> None:
+    """Observe a finished trial (loggers, trackers, notifications).
+
+    :param config: the trial's configuration.
+    :param result: its result, already committed to the store.
+
+    Called in the driver process once per trial, after the result is stored, whatever its
+    status. An exception raised here is reported with the plugin's name and does not
+    stop the sweep. The return value is ignored.
+    """

@@ -1,0 +1,252 @@
+"""The public API for plugin authors: the objects a plugin returns from its hooks.
+
+An optimizer plugin returns :class:`OptimizerSpec` objects, a problem plugin
+:class:`ProblemSpec` objects (each builds a :class:`Problem`), a schedule plugin
+:class:`ScheduleSpec` objects. The harness never names a concrete optimizer or problem:
+everything it runs comes through these specs, built-ins included.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: Sweep axes the harness owns; an optimizer may not declare a hyperparameter with these names.
+RESERVED_NAMES = frozenset(
+    {"batch_size", "schedule", "seed", "seeds", "steps", "epochs", "device", "evals", "options"}
+)
+BUDGET_UNITS = ("steps", "epochs")
+
+
+def check_name(kind: str, name: object) -> str:
+    """Return ``name`` if it is usable on a command line (no commas, no spaces), else raise."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(
+            f"{kind} name {name!r} is invalid: use letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Param:
+    """A tunable hyperparameter: its default value and the range a search may draw from.
+
+    ``low``/``high`` bound a search space (``log=True`` for log-uniform); leave them unset
+    for a hyperparameter that is only ever set explicitly.
+    """
+
+    default: float
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(float(self.default)):
+            raise ValueError(f"default {self.default!r} is not a finite number")
+        if (self.low is None) != (self.high is None):
+            raise ValueError("give both low and high, or neither")
+        if self.low is not None and not self.low <= self.default <= self.high:
+            raise ValueError(f"default {self.default} lies outside [{self.low}, {self.high}]")
+        if self.log and self.low is not None and self.low <= 0:
+            raise ValueError("a log-scaled range needs low > 0")
+
+
+def _as_param(value: Param | float, what: str) -> Param:
+    if isinstance(value, Param):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number or a Param, got {value!r}")
+    return Param(float(value))
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer the harness can sweep.
+
+    ``optimizer`` is any callable ``optimizer(params, lr=..., **hyperparams, **fixed)``
+    returning a :class:`torch.optim.Optimizer`, typically the class itself, so any
+    ``torch.optim.Optimizer`` subclass plugs in as ``OptimizerSpec("name", TheClass)``.
+
+    ``hyperparams`` declares the tunable values besides the learning rate, with defaults
+    and search ranges; a sweep axis named like one of them (``--momentum``) sets it.
+    ``fixed`` holds constructor arguments that are part of the optimizer's identity
+    (``nesterov=True``). ``to_kwargs`` turns the flat hyperparameters into constructor
+    arguments where the two differ (e.g. ``beta1``/``beta2`` into ``betas``).
+    """
+
+    name: str
+    optimizer: Callable[..., torch.optim.Optimizer]
+    lr: Param | float = Param(1e-3, 1e-5, 1.0, log=True)
+    hyperparams: Mapping[str, Param | float] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    to_kwargs: Callable[[dict[str, float]], dict[str, Any]] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name("optimizer", self.name)
+        if not callable(self.optimizer):
+            raise ValueError(f"optimizer {self.name!r}: 'optimizer' must be callable")
+        lr = _as_param(self.lr, f"optimizer {self.name!r}: lr")
+        if lr.default <= 0:
+            raise ValueError(f"optimizer {self.name!r}: default lr must be positive")
+        if lr.low is None:
+            lr = Param(lr.default, min(1e-5, lr.default), max(1.0, lr.default), log=True)
+        hyperparams = {}
+        for key, value in dict(self.hyperparams).items():
+            if not key.isidentifier() or key == "lr" or key in RESERVED_NAMES:
+                raise ValueError(f"optimizer {self.name!r}: hyperparameter name {key!r} is not allowed")
+            hyperparams[key] = _as_param(value, f"optimizer {self.name!r}: hyperparameter {key!r}")
+        object.__setattr__(self, "lr", lr)
+        object.__setattr__(self, "hyperparams", MappingProxyType(hyperparams))
+        object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
+
+    def defaults(self) -> dict[str, float]:
+        """Every hyperparameter, the learning rate included, at its default value."""
+        return {"lr": float(self.lr.default)} | {
+            key: float(param.default) for key, param in self.hyperparams.items()
+        }
+
+    def build(
+        self, params: Any, hyperparams: Mapping[str, float] | None = None
+    ) -> torch.optim.Optimizer:
+        """Construct the optimizer over ``params`` with the given hyperparameters (defaults elsewhere)."""
+        values = self.defaults()
+        unknown = set(hyperparams or {}) - set(values)
+        if unknown:
+            raise ValueError(f"optimizer {self.name!r} has no hyperparameter {sorted(unknown)[0]!r}")
+        values.update(hyperparams or {})
+        kwargs = self.to_kwargs(dict(values)) if self.to_kwargs else values
+        return self.optimizer(params, **kwargs, **self.fixed)
+
+
+def betas_to_kwargs(values: dict[str, float]) -> dict[str, Any]:
+    """``to_kwargs`` for Adam-style optimizers: ``beta1``/``beta2`` become ``betas=(b1, b2)``."""
+    values = dict(values)
+    values["betas"] = (values.pop("beta1"), values.pop("beta2"))
+    return values
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A learning-rate schedule usable with any optimizer.
+
+    ``multiplier(step, total_steps, **options)`` returns the factor applied to the base
+    learning rate before optimizer step ``step`` (0-based) of a run of ``total_steps``;
+    a closed form makes schedules easy to test and to plot.
+    """
+
+    name: str
+    multiplier: Callable[..., float]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name("schedule", self.name)
+        if not callable(self.multiplier):
+            raise ValueError(f"schedule {self.name!r}: 'multiplier' must be callable")
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+
+@dataclass(frozen=True)
+class Target:
+    """What "solved" means for a problem: ``metric`` reaching ``value``.
+
+    Reached when the metric is at or below ``value``, or at or above it for a metric the
+    problem maximizes (see :attr:`Problem.maximize`).
+    """
+
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a trial trains: ``amount`` optimizer steps or epochs over the training set."""
+
+    unit: str
+    amount: int
+
+    def __post_init__(self) -> None:
+        if self.unit not in BUDGET_UNITS:
+            raise ValueError(f"budget unit {self.unit!r} is not one of {', '.join(BUDGET_UNITS)}")
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int) or self.amount < 1:
+            raise ValueError(f"budget of {self.amount!r} {self.unit} is not a positive integer")
+
+
+class Problem(ABC):
+    """One built test problem: data on a device, a model factory, a loss and metrics.
+
+    The harness builds a problem once per process, option set and device, and reuses it
+    for many trials, so keep per-trial state (the model, random draws) out of it. Every
+    random draw during training goes through the ``generator`` handed to :meth:`batches`,
+    and model initialisation through torch's global RNG, which the harness seeds with the
+    trial seed right before :meth:`init_model`. That makes a trial reproducible from its
+    seed alone.
+    """
+
+    #: Samples in one epoch; ``None`` for an endless stream (analytic functions).
+    train_size: int | None = None
+    #: ``False`` when the gradient does not depend on the batch (batch size is then moot).
+    stochastic: bool = True
+    #: What "solved" means; ``None`` when the problem has no target.
+    target: Target | None = None
+    #: Metric names where higher is better (accuracies); all others are minimized.
+    maximize: frozenset[str] = frozenset()
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+
+    @abstractmethod
+    def init_model(self) -> torch.nn.Module:
+        """A freshly initialised model whose parameters are optimized (moved to the device by the harness)."""
+
+    @abstractmethod
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        """An endless iterator of training batches of ``batch_size`` samples on :attr:`device`."""
+
+    @abstractmethod
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """The scalar training loss of ``model`` on ``batch``, to be backpropagated."""
+
+    @abstractmethod
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Metrics of ``model`` on whole splits; must include ``train_loss``.
+
+        Name metrics ``<split>_<metric>`` with split ``train``, ``valid`` or ``test``:
+        reports select configurations on ``valid_*`` and report ``test_*``.
+        """
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """A problem the harness can run: how to build it, its options and default budget.
+
+    ``build(device=..., **options)`` returns a :class:`Problem`. ``options`` lists every
+    option with its default; a suite may override any of them (``[problems.NAME.options]``).
+    """
+
+    name: str
+    build: Callable[..., Problem]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    batch_size: int = 32
+    budget: Budget = Budget("steps", 500)
+
+    def __post_init__(self) -> None:
+        check_name("problem", self.name)
+        if not callable(self.build):
+            raise ValueError(f"problem {self.name!r}: 'build' must be callable")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"problem {self.name!r}: default batch_size must be a positive integer")
+        if not isinstance(self.budget, Budget):
+            raise ValueError(f"problem {self.name!r}: budget must be a Budget")
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
