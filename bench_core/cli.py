@@ -1,0 +1,232 @@
+"""The ``optbench`` command line: list, run, report, export.
+
+User errors print one line (``optbench: error: ...``) and exit 2 without a traceback;
+a sweep in which some trial ended in ``error`` exits 1 after finishing the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench_core.catalog import Catalog, load_catalog
+from bench_core.errors import UserError
+
+DEFAULT_RESULTS = "results/optbench.sqlite"
+DEFAULT_REPORTS = "reports"
+EXIT_TRIAL_ERRORS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``optbench`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        print(f"optbench: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("optbench: interrupted; finished trials are stored, run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optbench", description="Benchmark gradient-descent optimizers across problems, learning rates, "
+        "batch sizes, momentum, schedules and seeds.")
+    parser.add_argument("--version", action="version", version=f"optbench {_version()}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    plugins = argparse.ArgumentParser(add_help=False)
+    plugins.add_argument("--plugins", action="append", default=[], metavar="PATH",
+                         help="load a local plugin file or every .py file of a folder (repeatable)")
+    results = argparse.ArgumentParser(add_help=False)
+    results.add_argument("--results", default=DEFAULT_RESULTS, metavar="PATH",
+                         help=f"SQLite results file (default: {DEFAULT_RESULTS})")
+
+    listing = commands.add_parser("list", parents=[plugins], help="list optimizers, problems, schedules, plugins",
+                                  description="List everything the installed and given plugins provide.")
+    listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    listing.set_defaults(handler=cmd_list)
+
+    run = commands.add_parser(
+        "run", parents=[plugins, results], help="run a suite or a sweep built from flags",
+        description="Run a built-in suite, a suite TOML file, or a sweep built from flags; trials already "
+        "stored are skipped. Comma-separated values make a grid (--lr 0.01,0.1). Flags override the suite.")
+    run.add_argument("suite", nargs="?", metavar="SUITE",
+                     help="built-in suite name or TOML file (default: 'default', or a custom sweep when "
+                     "--problem is given)")
+    run.add_argument("--problem", help="problem name(s), comma-separated")
+    run.add_argument("--optimizer", help="optimizer name(s), comma-separated (default: all for a custom sweep)")
+    run.add_argument("--lr", help="learning rate(s)")
+    run.add_argument("--momentum", help="momentum value(s), for optimizers that have momentum")
+    run.add_argument("--hp", action="append", default=[], metavar="NAME=VALUES",
+                     help="any other hyperparameter, e.g. --hp beta2=0.99,0.999 (repeatable)")
+    run.add_argument("--batch-size", help="batch size(s)")
+    run.add_argument("--schedule", help="learning-rate schedule name(s)")
+    run.add_argument("--seeds", help="seed(s), e.g. 0,1,2")
+    budget = run.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="budget in optimizer steps")
+    budget.add_argument("--epochs", type=int, help="budget in epochs")
+    run.add_argument("--evals", type=int, help="number of evaluations along each run (default 20)")
+    run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's, else auto)")
+    run.add_argument("--workers", type=int, help="worker processes; 1 runs in-process (default: one per "
+                     "CPU core, 1 on CUDA)")
+    run.add_argument("--name", help="suite name to store a custom sweep under (default: custom)")
+    run.add_argument("--report-dir", default=DEFAULT_REPORTS, metavar="DIR",
+                     help=f"where to write the report (default: {DEFAULT_REPORTS})")
+    run.add_argument("--no-report", action="store_true", help="do not write a report after the run")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--dry-run", action="store_true", help="print the trial count and exit")
+    run.set_defaults(handler=cmd_run)
+
+    report = commands.add_parser("report", parents=[results], help="write Markdown reports from stored results",
+                                 description="Write reports/<suite>/README.md with figures, from stored "
+                                 "results alone.")
+    report.add_argument("--out", default=DEFAULT_REPORTS, metavar="DIR",
+                        help=f"output folder (default: {DEFAULT_REPORTS})")
+    report.add_argument("--suite", action="append", metavar="NAME",
+                        help="suite(s) to report (default: every suite in the results file)")
+    report.set_defaults(handler=cmd_report)
+
+    export = commands.add_parser("export", parents=[results], help="export stored trials to a file",
+                                 description="Export one row per stored trial (flattened metrics).")
+    export.add_argument("--format", default="csv", choices=["csv"], help="output format (default: csv)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    export.add_argument("--suite", help="only the trials of this suite")
+    export.set_defaults(handler=cmd_export)
+    return parser
+
+
+def _version() -> str:
+    import bench_core
+
+    return bench_core.__version__
+
+
+def _load(args: argparse.Namespace) -> Catalog:
+    catalog = load_catalog(args.plugins)
+    for issue in catalog.issues:
+        print(f"optbench: warning: {issue}", file=sys.stderr)
+    return catalog
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench_core.listing import catalog_rows, render_listing
+
+    catalog = _load(args)
+    rows = catalog_rows(catalog)
+    print(json.dumps(rows, indent=2) if args.json else render_listing(rows))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench_core.driver import run_sweep
+    from bench_core.executors import default_workers
+    from bench_core.store import Store
+    from bench_core.suite import adhoc_settings, expand, read_suite
+
+    catalog = _load(args)
+    overrides = _overrides(args)
+    if args.suite is None and args.problem is not None:
+        settings, source = adhoc_settings(overrides["problems"]), "command line"
+        settings["name"] = args.name or "custom"
+    else:
+        settings, source = read_suite(args.suite or "default")
+        if args.name:
+            settings["name"] = args.name
+    sweep = expand(settings, catalog, source, overrides)
+    if not sweep.trials:
+        raise UserError(f"{source}: the sweep has no trials")
+    workers = args.workers if args.workers is not None else default_workers(sweep.trials[0].device,
+                                                                              len(sweep.trials))
+    if workers < 1:
+        raise UserError(f"--workers {workers}: need at least 1")
+    if args.dry_run:
+        print(f"suite {sweep.name!r}: {len(sweep.trials)} trials on {sweep.trials[0].device}, {workers} worker(s)")
+        return 0
+    with Store(args.results) as store:
+        print(f"optbench: suite {sweep.name!r} ({source}): {len(sweep.trials)} trials on "
+              f"{sweep.trials[0].device} with {workers} worker(s); results in {args.results}", file=sys.stderr)
+        outcome = run_sweep(sweep, catalog, store, workers, progress=False if args.no_progress else None)
+        print(f"optbench: {outcome.summary()}", file=sys.stderr)
+        for config, message in outcome.errors[:10]:
+            print(f"optbench: error in trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",
+                  file=sys.stderr)
+        if not args.no_report:
+            from bench_core.report import write_report
+
+            path = write_report(store, sweep.name, Path(args.report_dir))
+            print(f"optbench: report written to {path}", file=sys.stderr)
+    return EXIT_TRIAL_ERRORS if outcome.errors else 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from bench_core.suite import parse_cli_values
+
+    overrides: dict[str, Any] = {}
+    for attr, key, kind in (("problem", "problems", str), ("optimizer", "optimizers", str),
+                            ("lr", "lr", float), ("momentum", "momentum", float),
+                            ("batch_size", "batch_size", int), ("schedule", "schedule", str),
+                            ("seeds", "seeds", int)):
+        value = getattr(args, attr)
+        if value is not None:
+            overrides[key] = parse_cli_values(f"--{attr.replace('_', '-')}", value, kind)
+    for item in args.hp:
+        name, sep, values = item.partition("=")
+        if not sep or not name.isidentifier() or not values:
+            raise UserError(f"--hp {item!r}: expected NAME=VALUE[,VALUE...]")
+        overrides[name] = parse_cli_values(f"--hp {name}", values, float)
+    for key in ("steps", "epochs", "evals"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 1:
+                raise UserError(f"--{key} {value}: need a positive integer")
+            overrides[key] = value
+    if args.device is not None:
+        overrides["device"] = args.device
+    return overrides
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench_core.report import write_report
+    from bench_core.store import Store
+
+    _require_file(args.results)
+    with Store(args.results) as store:
+        suites = args.suite or store.suites()
+        if not suites:
+            raise UserError(f"{args.results}: no suites stored yet (run one with 'optbench run')")
+        for suite in suites:
+            if suite not in store.suites():
+                raise UserError(f"{args.results}: no suite {suite!r} (stored: {', '.join(store.suites())})")
+            path = write_report(store, suite, Path(args.out))
+            print(f"optbench: report written to {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench_core.store import Store
+
+    _require_file(args.results)
+    with Store(args.results) as store:
+        if args.suite and args.suite not in store.suites():
+            raise UserError(f"{args.results}: no suite {args.suite!r} (stored: {', '.join(store.suites())})")
+        store.export(args.output, format=args.format, suite=args.suite)
+    print(f"optbench: wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _require_file(path: str) -> None:
+    if not Path(path).is_file():
+        raise UserError(f"--results {path}: no such file (run a suite first, or pass --results PATH)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

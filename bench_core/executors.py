@@ -1,0 +1,139 @@
+"""Executors: where trials run. One interface, several back ends.
+
+An executor takes groups of trial configs (the unit of work: today one trial each) and
+yields ``(group, results)`` pairs as they finish, in any order. Results travel back to
+the driver, which alone writes the store. Workers rebuild the plugin catalog themselves
+from the same plugin paths, so a config (plain data) is all that crosses the process
+boundary.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+import torch
+
+from bench_core.catalog import Catalog, load_catalog
+from bench_core.runner import ProblemCache, run_trials
+from bench_core.trial import TrialConfig, TrialResult
+
+Group = list[TrialConfig]
+
+
+class Executor(ABC):
+    """Runs groups of trials and yields each group with its results as it finishes."""
+
+    @abstractmethod
+    def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
+        """Yield ``(group, results)`` for every group, in completion order."""
+
+    def close(self, cancel: bool = False) -> None:
+        """Release workers; with ``cancel``, drop work not yet started. Nothing to do by default."""
+        return None
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.close(cancel=exc_type is not None)
+
+
+class InProcessExecutor(Executor):
+    """Runs trials one by one in the calling process (``--workers 1``)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.problems = ProblemCache(catalog)
+
+    def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
+        for group in groups:
+            yield group, run_trials(group, self.problems)
+
+
+class ProcessPoolExecutorBackend(Executor):
+    """A local pool of worker processes (``--workers N``), each with its share of CPU threads.
+
+    Workers start with ``spawn`` (safe with CUDA and with torch's thread pools) and ignore
+    Ctrl-C, which the driver handles. A worker that dies takes only its in-flight trials
+    with it: they are recorded as errors and the pool is restarted.
+    """
+
+    def __init__(self, workers: int, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
+                 threads_per_worker: int | None = None) -> None:
+        self.workers = workers
+        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.initargs = (tuple(plugin_paths), autoload, self.threads)
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=self.initargs)
+
+    def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
+        pending = iter(groups)
+        in_flight: dict[Future, Group] = {}
+        limit = 2 * self.workers  # keep workers busy without queueing the whole sweep
+        while True:
+            for group in pending:
+                in_flight[self.pool.submit(_run_in_worker, group)] = group
+                if len(in_flight) >= limit:
+                    break
+            if not in_flight:
+                return
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                group = in_flight.pop(future)
+                try:
+                    yield group, future.result()
+                except BrokenProcessPool as exc:
+                    broken = True
+                    yield group, [_lost(config, exc) for config in group]
+            if broken:
+                for group in in_flight.values():
+                    yield group, [_lost(config, "worker pool restarted") for config in group]
+                in_flight.clear()
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = self._start()
+
+    def close(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None) -> Executor:
+    """The in-process executor for one worker, a process pool for more."""
+    if workers <= 1:
+        return InProcessExecutor(catalog)
+    return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload)
+
+
+def default_workers(device: str, trials: int) -> int:
+    """One worker per core on CPU (never more than trials); one process per GPU."""
+    if device.startswith("cuda"):
+        return 1
+    return max(1, min(os.cpu_count() or 1, trials))
+
+
+def _lost(config: TrialConfig, why: object) -> TrialResult:
+    return TrialResult(config.trial_id, "error", error=f"worker process died before finishing: {why}",
+                       device=config.device)
+
+
+_worker_problems: ProblemCache | None = None
+
+
+def _init_worker(plugin_paths: tuple[str, ...], autoload: bool | None, threads: int) -> None:
+    global _worker_problems
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    _worker_problems = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
+
+
+def _run_in_worker(group: Group) -> list[TrialResult]:
+    assert _worker_problems is not None, "worker not initialised"
+    return run_trials(group, _worker_problems)

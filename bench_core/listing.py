@@ -1,0 +1,60 @@
+"""What ``optbench list`` shows: every optimizer, problem, schedule and plugin, and where each came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+from bench_core.catalog import Catalog
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def catalog_rows(catalog: Catalog) -> dict[str, list[dict[str, Any]]]:
+    """The catalog as plain rows (also the ``--json`` output)."""
+    optimizers = [
+        {"name": name, "plugin": catalog.origin[("optimizer", name)], "defaults": spec.defaults(),
+         "description": spec.description}
+        for name, spec in sorted(catalog.optimizers.items())
+    ]
+    problems = [
+        {"name": name, "plugin": catalog.origin[("problem", name)], "options": dict(spec.options),
+         "batch_size": spec.batch_size, "budget": f"{spec.budget.amount} {spec.budget.unit}",
+         "description": spec.description}
+        for name, spec in sorted(catalog.problems.items())
+    ]
+    schedules = [
+        {"name": name, "plugin": catalog.origin[("schedule", name)], "options": dict(spec.options),
+         "description": spec.description}
+        for name, spec in sorted(catalog.schedules.items())
+    ]
+    plugins = [
+        {"name": info.name, "source": info.source, "distribution": info.distribution,
+         "version": info.version, "hooks": list(info.hooks)}
+        for info in catalog.plugins.values()
+    ]
+    return {"optimizers": optimizers, "problems": problems, "schedules": schedules, "plugins": plugins,
+            "issues": list(catalog.issues)}
+
+
+def _kv(mapping: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in mapping.items())
+
+
+def render_listing(rows: dict[str, list[dict[str, Any]]]) -> str:
+    """Plain-text tables for the terminal."""
+    sections = [
+        ("Optimizers", [[r["name"], _kv(r["defaults"]), r["plugin"], r["description"]]
+                        for r in rows["optimizers"]], ["name", "defaults", "plugin", "description"]),
+        ("Problems", [[r["name"], _kv(r["options"]), r["batch_size"], r["budget"], r["plugin"], r["description"]]
+                      for r in rows["problems"]],
+         ["name", "options", "batch", "budget", "plugin", "description"]),
+        ("Schedules", [[r["name"], _kv(r["options"]), r["plugin"], r["description"]] for r in rows["schedules"]],
+         ["name", "options", "plugin", "description"]),
+        ("Plugins", [[r["name"], r["version"] or "", r["source"], ", ".join(r["hooks"])] for r in rows["plugins"]],
+         ["name", "version", "source", "hooks"]),
+    ]
+    return "\n\n".join(f"{title}\n{tabulate(body, headers, tablefmt='simple')}" for title, body, headers in sections)

@@ -1,0 +1,186 @@
+"""The trial runner: trains one trial and measures it.
+
+A trial is reproducible from its configuration alone: torch's global RNG is seeded with
+the trial seed right before the model is built, and every random draw of training (data
+order, gradient noise) goes through one generator seeded with the same seed on the
+trial's device. Data stays on the device; the host only reads the loss every few steps
+to catch divergence early, and synchronises the device before it reads the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from bench_core.catalog import Catalog
+from bench_core.specs import Problem
+from bench_core.trial import TrialConfig, TrialResult
+
+#: The host reads the training loss every this many steps (and at every evaluation).
+DIVERGENCE_CHECK_EVERY = 10
+#: A loss above this many times max(1, |initial loss|) counts as blown up.
+DIVERGENCE_FACTOR = 1e4
+
+
+class ProblemCache:
+    """Built problems by (name, options, device), so a process loads each data set once."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._built: dict[tuple[str, str, str], Problem] = {}
+
+    def get(self, name: str, options: Mapping[str, Any], device: str) -> Problem:
+        key = (name, json.dumps(dict(options), sort_keys=True), str(device))
+        if key not in self._built:
+            spec = self.catalog.get("problem", name)
+            problem = spec.build(device=torch.device(device), **dict(options))
+            if not isinstance(problem, Problem):
+                raise TypeError(f"problem {name!r}: build() returned {type(problem).__name__}, not a Problem")
+            self._built[key] = problem
+        return self._built[key]
+
+
+def total_steps(config: TrialConfig, problem: Problem) -> int:
+    """The trial's budget in optimizer steps."""
+    if config.budget.unit == "steps":
+        return config.budget.amount
+    if problem.train_size is None:
+        raise ValueError(f"problem {config.problem!r} is an endless stream: give its budget in steps, not epochs")
+    return config.budget.amount * steps_per_epoch(problem.train_size, config.batch_size)
+
+
+def steps_per_epoch(train_size: int, batch_size: int | None) -> int:
+    """Full batches per epoch (the last partial batch is dropped)."""
+    return max(1, train_size // (batch_size or train_size))
+
+
+def evaluation_steps(total: int, evals: int) -> list[int]:
+    """``evals + 1`` evaluation points spread evenly over ``0..total``, both ends included."""
+    return sorted({round(i * total / evals) for i in range(evals + 1)})
+
+
+def run_trial(config: TrialConfig, problems: ProblemCache) -> TrialResult:
+    """Train one trial; never raises for a failure inside a plugin (status ``error``)."""
+    started = time.perf_counter()
+    try:
+        result = _train(config, problems)
+    except Exception:
+        result = TrialResult(config.trial_id, "error", error=traceback.format_exc(), device=config.device)
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache) -> list[TrialResult]:
+    """Run a group of trials; the unit of work an executor ships to a worker.
+
+    Trials of a group run one after another today; a group of trials that differ only in
+    hyperparameters or seed is where a vectorised implementation can take over.
+    """
+    return [run_trial(config, problems) for config in configs]
+
+
+def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
+    catalog = problems.catalog
+    optimizer_spec = catalog.get("optimizer", config.optimizer)
+    schedule_spec = catalog.get("schedule", config.schedule)
+    problem = problems.get(config.problem, config.problem_options, config.device)
+    device = problem.device
+    steps = total_steps(config, problem)
+    eval_at = set(evaluation_steps(steps, config.evals))
+    schedule_options = dict(schedule_spec.options) | config.schedule_options
+    samples_per_step = config.batch_size or 1
+
+    torch.manual_seed(config.seed)
+    model = problem.init_model().to(device)
+    model.train()
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    optimizer = optimizer_spec.build(model.parameters(), config.hyperparams)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    batches = problem.batches(config.batch_size or 1, generator)
+
+    result = TrialResult(config.trial_id, "ok", device=str(device))
+    train_seconds = 0.0
+    lr_now = base_lrs[0]
+
+    def evaluate(step: int) -> dict[str, float]:
+        metrics = _checked_metrics(config.problem, problem.evaluate(model))
+        point = {"step": step, "samples": step * samples_per_step, "seconds": train_seconds, "lr": lr_now}
+        result.curve.append(point | metrics)
+        _update_best(result.best, metrics, problem.maximize)
+        if result.steps_to_target is None and _target_met(problem, metrics):
+            result.steps_to_target = step
+            result.samples_to_target = step * samples_per_step
+            result.seconds_to_target = train_seconds
+        return metrics
+
+    with torch.no_grad():
+        initial = evaluate(0)
+    blowup = DIVERGENCE_FACTOR * max(1.0, abs(initial["train_loss"]))
+    step = 0
+    tick = _now(device)
+    while step < steps:
+        factor = float(schedule_spec.multiplier(step, steps, **schedule_options))
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * factor
+        lr_now = base_lrs[0] * factor
+        optimizer.zero_grad(set_to_none=True)
+        loss = problem.loss(model, next(batches))
+        loss.backward()
+        optimizer.step()
+        step += 1
+        evaluating = step in eval_at
+        if evaluating or step % DIVERGENCE_CHECK_EVERY == 0:
+            value = loss.item()  # synchronises the device
+            if not math.isfinite(value) or value > blowup:
+                result.status = "diverged"
+                evaluating = True
+        if evaluating:
+            train_seconds += _now(device) - tick
+            with torch.no_grad():
+                metrics = evaluate(step)
+            if not math.isfinite(metrics["train_loss"]) or metrics["train_loss"] > blowup:
+                result.status = "diverged"
+            if result.status == "diverged":
+                break
+            tick = _now(device)
+
+    result.steps = step
+    result.samples = step * samples_per_step
+    result.final = {k: v for k, v in result.curve[-1].items() if k not in ("step", "samples", "seconds", "lr")}
+    result.train_seconds = train_seconds
+    result.samples_per_second = result.samples / train_seconds if train_seconds > 0 else None
+    return result
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _checked_metrics(problem_name: str, metrics: Any) -> dict[str, float]:
+    if not isinstance(metrics, Mapping) or "train_loss" not in metrics:
+        raise TypeError(f"problem {problem_name!r}: evaluate() must return a dict with 'train_loss'")
+    return {str(k): float(v) for k, v in metrics.items()}
+
+
+def _update_best(best: dict[str, float], metrics: Mapping[str, float], maximize: frozenset[str]) -> None:
+    for name, value in metrics.items():
+        if math.isnan(value):
+            continue
+        pick = max if name in maximize else min
+        best[name] = pick(best.get(name, value), value)
+
+
+def _target_met(problem: Problem, metrics: Mapping[str, float]) -> bool:
+    target = problem.target
+    if target is None or target.metric not in metrics:
+        return False
+    value = metrics[target.metric]
+    return value >= target.value if target.metric in problem.maximize else value <= target.value

@@ -1,0 +1,334 @@
+"""Suites: TOML files (or command-line flags) that describe a sweep, expanded into trials.
+
+A suite names problems and optimizers and gives sweep axes. An axis value is a scalar or
+a list (a grid). Axes may be set at the top level, per problem (``[problem.NAME]``), per
+optimizer (``[optimizer.NAME]``) and on the command line, each overriding the one
+before. Anything not set falls back to the plugin's defaults: the optimizer's learning
+rate and hyperparameters, the problem's batch size and budget. See
+``bench_core/suites/default.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench_core.catalog import Catalog
+from bench_core.errors import UserError
+from bench_core.specs import Budget, ProblemSpec
+from bench_core.trial import TrialConfig
+
+#: Sweep axes every trial has, besides the optimizer's own hyperparameters.
+AXES = ("lr", "batch_size", "schedule", "seeds", "steps", "epochs", "evals")
+SCALAR_AXES = ("steps", "epochs", "evals")
+SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",
+              "schedule_options")
+DEFAULT_EVALS = 20
+
+
+@dataclass
+class Sweep:
+    """An expanded suite: its name, where it came from, the resolved settings and the trials."""
+
+    name: str
+    description: str
+    source: str
+    settings: dict[str, Any]
+    trials: list[TrialConfig] = field(default_factory=list)
+
+
+def builtin_suites() -> dict[str, Path]:
+    """Built-in suite names and their files."""
+    folder = resources.files("bench_core") / "suites"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+
+
+def read_suite(name_or_path: str) -> tuple[dict[str, Any], str]:
+    """Parse a built-in suite by name or a TOML file by path; return (settings, source)."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        suites = builtin_suites()
+        if name_or_path not in suites:
+            known = ", ".join(sorted(suites))
+            raise UserError(f"suite {name_or_path!r}: no such file and no built-in suite of that name "
+                            f"(built-in: {known})")
+        path = suites[name_or_path]
+    try:
+        settings = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read: {exc}") from None
+    settings.setdefault("name", path.stem)
+    return settings, str(path)
+
+
+def resolve_device(name: str) -> str:
+    """Turn ``auto`` into ``cuda`` or ``cpu`` and check that a requested device exists."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device {name!r} is not a valid torch device (use auto, cpu or cuda)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r}: CUDA is not available on this machine (torch {torch.__version__})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type != "cpu":
+        raise UserError(f"device {name!r} is not supported (use auto, cpu or cuda)")
+    return str(device)
+
+
+def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
+           overrides: Mapping[str, Any] | None = None) -> Sweep:
+    """Expand suite settings (plus command-line overrides, which win) into trial configs.
+
+    :raises UserError: naming the source, the key and the value for anything invalid.
+    """
+    overrides = dict(overrides or {})
+    settings = dict(settings)
+    for key in overrides.keys() & {"problems", "optimizers", "device"}:
+        settings[key] = overrides.pop(key)
+    _check_keys(settings, source)
+    problems = _names(settings, "problems", catalog, "problem", source)
+    optimizers = _names(settings, "optimizers", catalog, "optimizer", source, default=sorted(catalog.optimizers))
+    problem_tables = _tables(settings, "problem", problems, source)
+    optimizer_tables = _tables(settings, "optimizer", optimizers, source)
+    schedule_options = _schedule_options(settings, catalog, source)
+    device = resolve_device(str(settings.get("device", "auto")))
+
+    hyperparams = {hp for name in optimizers for hp in catalog.optimizers[name].hyperparams}
+    top = {k: v for k, v in settings.items() if k not in SUITE_KEYS}
+    for where, layer in ((source, top), ("command line", overrides)):
+        for key in layer:
+            if key not in AXES and key not in hyperparams:
+                raise UserError(f"{where}: unknown key {key!r} (not a suite setting, sweep axis or "
+                                f"hyperparameter of the selected optimizers)")
+
+    sweep = Sweep(str(settings.get("name", "custom")), str(settings.get("description", "")), source,
+                  dict(settings) | ({"overrides": overrides} if overrides else {}))
+    seen: set[str] = set()
+    for problem_name in problems:
+        pspec = catalog.problems[problem_name]
+        ptable = dict(problem_tables.get(problem_name, {}))
+        option_sets = _option_grid(pspec, ptable.pop("options", {}), f"{source}: [problem.{problem_name}]")
+        for key in ptable:
+            if key not in AXES and key not in hyperparams:
+                raise UserError(f"{source}: [problem.{problem_name}] unknown key {key!r}")
+        for options in option_sets:
+            probe = _probe(pspec, options, source)
+            for optimizer_name in optimizers:
+                ospec = catalog.optimizers[optimizer_name]
+                otable = optimizer_tables.get(optimizer_name, {})
+                where = f"{source}: [optimizer.{optimizer_name}]"
+                for key in otable:
+                    if key not in AXES and key != "lr" and key not in ospec.hyperparams:
+                        raise UserError(f"{where} unknown key {key!r} ({optimizer_name} hyperparameters: "
+                                        f"{', '.join(['lr', *ospec.hyperparams])})")
+                layers = [(source, top), (f"{source}: [problem.{problem_name}]", ptable), (where, otable),
+                          ("command line", overrides)]
+                for config in _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers,
+                                      schedule_options, catalog, device):
+                    if config.trial_id not in seen:
+                        seen.add(config.trial_id)
+                        sweep.trials.append(config)
+    return sweep
+
+
+def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, schedule_options,
+            catalog, device):
+    def pick(key: str, default: Any) -> tuple[str, Any]:
+        for where, layer in reversed(layers):
+            if key in layer:
+                return where, layer[key]
+        return "default", default
+
+    grids: dict[str, list[float]] = {}
+    for hp, default in ospec.defaults().items():
+        where, value = pick(hp, default)
+        grids[hp] = _numbers(value, f"{where} {hp}", positive=hp == "lr")
+    where, value = pick("batch_size", pspec.batch_size)
+    batch_sizes: list[int | None] = _integers(value, f"{where} batch_size", minimum=1)
+    if probe.train_size is not None:
+        for batch_size in batch_sizes:
+            if batch_size > probe.train_size:
+                raise UserError(f"{where} batch_size {batch_size} exceeds the {probe.train_size} training "
+                                f"samples of problem {problem_name!r}")
+    if not probe.stochastic:
+        batch_sizes = [None]  # the gradient does not depend on the batch
+    where, value = pick("schedule", "constant")
+    schedules = _strings(value, f"{where} schedule")
+    for name in schedules:
+        catalog.get("schedule", name)
+    where, value = pick("seeds", 0)
+    seeds = _integers(value, f"{where} seeds", minimum=0)
+    budget = _budget(layers, pspec, problem_name, probe.train_size)
+    where, value = pick("evals", DEFAULT_EVALS)
+    evals = _integers(value, f"{where} evals", minimum=1, scalar=True)[0]
+
+    names = list(grids)
+    for values in itertools.product(*grids.values()):
+        for batch_size, schedule, seed in itertools.product(batch_sizes, schedules, seeds):
+            yield TrialConfig(
+                problem=problem_name, optimizer=optimizer_name,
+                hyperparams=dict(zip(names, values, strict=True)), budget=budget,
+                batch_size=batch_size, schedule=schedule,
+                schedule_options=dict(schedule_options.get(schedule, {})),
+                problem_options=dict(options), seed=seed, device=device, evals=evals,
+            )
+
+
+def _budget(layers, pspec: ProblemSpec, problem_name: str, train_size: int | None) -> Budget:
+    budget = pspec.budget
+    for where, layer in layers:
+        given = [unit for unit in ("steps", "epochs") if unit in layer]
+        if len(given) == 2:
+            raise UserError(f"{where}: give steps or epochs, not both")
+        if given:
+            unit = given[0]
+            budget = Budget(unit, _integers(layer[unit], f"{where} {unit}", minimum=1, scalar=True)[0])
+    if budget.unit == "epochs" and train_size is None:
+        raise UserError(f"problem {problem_name!r} is an endless stream: give its budget in steps, not epochs")
+    return budget
+
+
+def _probe(pspec: ProblemSpec, options: dict[str, Any], source: str):
+    """Build the problem on the CPU once, to validate options and learn its size."""
+    try:
+        return pspec.build(device=torch.device("cpu"), **options)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{source}: problem {pspec.name!r} options {options}: {exc}") from None
+
+
+def _option_grid(pspec: ProblemSpec, given: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(given, Mapping):
+        raise UserError(f"{where} options must be a table, got {given!r}")
+    for key in given:
+        if key not in pspec.options:
+            known = ", ".join(pspec.options) or "none"
+            raise UserError(f"{where} problem {pspec.name!r} has no option {key!r} (options: {known})")
+    grids = {}
+    for key, default in pspec.options.items():
+        values = given.get(key, default)
+        values = values if isinstance(values, list) else [values]
+        grids[key] = [_like(default, value, f"{where} options.{key}") for value in values]
+    return [dict(zip(grids, combo, strict=True)) for combo in itertools.product(*grids.values())]
+
+
+def _like(default: Any, value: Any, where: str) -> Any:
+    """Coerce an option value to its default's type, so ``10`` and ``10.0`` name one trial."""
+    if isinstance(default, bool) or default is None or isinstance(default, str):
+        if default is not None and type(value) is not type(default):
+            raise UserError(f"{where}: expected {type(default).__name__}, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserError(f"{where}: expected a number, got {value!r}")
+    if isinstance(default, int):
+        if float(value) != int(value):
+            raise UserError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def _check_keys(settings: Mapping[str, Any], source: str) -> None:
+    for key in ("problem", "optimizer", "schedule_options"):
+        if key in settings and not isinstance(settings[key], Mapping):
+            raise UserError(f"{source}: {key!r} must be a table ([{key}.NAME])")
+
+
+def _names(settings, key, catalog, kind, source, default=None) -> list[str]:
+    if key not in settings:
+        if default is None:
+            raise UserError(f"{source}: no {key} given (list them under {key!r}, or use --{kind})")
+        return default
+    names = _strings(settings[key], f"{source}: {key}")
+    for name in names:
+        try:
+            catalog.get(kind, name)
+        except UserError as exc:
+            raise UserError(f"{source}: {key}: {exc}") from None
+    return list(dict.fromkeys(names))
+
+
+def _tables(settings, key, selected, source) -> dict[str, dict[str, Any]]:
+    tables = dict(settings.get(key, {}))
+    for name, table in tables.items():
+        if not isinstance(table, Mapping):
+            raise UserError(f"{source}: [{key}.{name}] must be a table")
+    return {name: dict(table) for name, table in tables.items() if name in selected}
+
+
+def _schedule_options(settings, catalog, source) -> dict[str, dict[str, Any]]:
+    tables = dict(settings.get("schedule_options", {}))
+    for name, table in tables.items():
+        spec = catalog.get("schedule", name)
+        if not isinstance(table, Mapping):
+            raise UserError(f"{source}: [schedule_options.{name}] must be a table")
+        for key in table:
+            if key not in spec.options:
+                raise UserError(f"{source}: [schedule_options.{name}] schedule {name!r} has no option "
+                                f"{key!r} (options: {', '.join(spec.options) or 'none'})")
+    return tables
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _numbers(value: Any, where: str, positive: bool = False) -> list[float]:
+    values = _as_list(value)
+    if not values:
+        raise UserError(f"{where}: empty list")
+    out = []
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, int | float) or item != item:
+            raise UserError(f"{where}: expected a number, got {item!r}")
+        if positive and item <= 0:
+            raise UserError(f"{where}: expected a positive number, got {item!r}")
+        out.append(float(item))
+    return out
+
+
+def _integers(value: Any, where: str, minimum: int, scalar: bool = False) -> list[int]:
+    if scalar and isinstance(value, list | tuple):
+        raise UserError(f"{where}: expected one integer, got a list {value!r}")
+    values = _as_list(value)
+    if not values:
+        raise UserError(f"{where}: empty list")
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
+            raise UserError(f"{where}: expected an integer >= {minimum}, got {item!r}")
+    return values
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    values = _as_list(value)
+    if not values or not all(isinstance(item, str) and item for item in values):
+        raise UserError(f"{where}: expected a name or a list of names, got {value!r}")
+    return values
+
+
+def parse_cli_values(flag: str, text: str, kind: type) -> list[Any]:
+    """Parse a comma-separated flag value (``--lr 0.01,0.1``) into a list of ``kind``."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            out.append(kind(part))
+        except ValueError:
+            raise UserError(f"{flag}: {part!r} is not a valid {kind.__name__}") from None
+    return out
+
+
+def adhoc_settings(problems: Sequence[str]) -> dict[str, Any]:
+    """A suite built from flags alone: the named problems at their plugin defaults."""
+    return {"name": "custom", "problems": list(problems)}

@@ -1,0 +1,129 @@
+"""Suite files and flags expand into exactly the trials they describe, and bad input names where it is."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench_core.errors import UserError
+from bench_core.suite import builtin_suites, expand, read_suite, resolve_device
+
+
+def ids(sweep):
+    return [t.trial_id for t in sweep.trials]
+
+
+def test_grid_size_is_the_product_of_the_axes(catalog):
+    settings = {"problems": ["quadratic"], "optimizers": ["momentum", "adam"], "lr": [0.01, 0.1, 1.0],
+                "momentum": [0.0, 0.9], "batch_size": [8, 64], "seeds": [0, 1, 2]}
+    sweep = expand(settings, catalog)
+    # momentum: 3 lr x 2 momentum; adam has no momentum: 3 lr; each x 2 batch sizes x 3 seeds
+    assert len(sweep.trials) == (3 * 2 + 3) * 2 * 3
+    assert len(set(ids(sweep))) == len(sweep.trials)
+    adam = [t for t in sweep.trials if t.optimizer == "adam"]
+    assert {t.hyperparams["beta1"] for t in adam} == {0.9}
+    assert all("momentum" not in t.hyperparams for t in adam)
+
+
+def test_deterministic_problems_ignore_batch_size(catalog):
+    sweep = expand({"problems": ["rosenbrock"], "optimizers": ["sgd"], "batch_size": [8, 64, 512]}, catalog)
+    assert [t.batch_size for t in sweep.trials] == [None]
+
+
+def test_precedence_top_problem_optimizer_command_line(catalog):
+    settings = {"problems": ["quadratic", "digits_mlp"], "optimizers": ["sgd", "adam"], "lr": 0.5,
+                "steps": 7, "problem": {"digits_mlp": {"lr": 0.2, "epochs": 1}},
+                "optimizer": {"adam": {"lr": [0.001, 0.002]}}}
+    sweep = expand(settings, catalog)
+    lrs: dict[tuple[str, str], set[float]] = {}
+    for t in sweep.trials:
+        lrs.setdefault((t.problem, t.optimizer), set()).add(t.lr)
+    assert lrs == {("quadratic", "sgd"): {0.5}, ("digits_mlp", "sgd"): {0.2},
+                   ("quadratic", "adam"): {0.001, 0.002}, ("digits_mlp", "adam"): {0.001, 0.002}}
+    budgets = {t.problem: (t.budget.unit, t.budget.amount) for t in sweep.trials}
+    assert budgets == {"quadratic": ("steps", 7), "digits_mlp": ("epochs", 1)}
+    overridden = expand(settings, catalog, overrides={"lr": [0.3], "steps": 3})
+    assert {t.lr for t in overridden.trials} == {0.3}
+    assert {(t.budget.unit, t.budget.amount) for t in overridden.trials} == {("steps", 3)}
+
+
+def test_defaults_come_from_the_plugins(catalog):
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["adam"]}, catalog)
+    (trial,) = sweep.trials
+    spec = catalog.problems["quadratic"]
+    assert trial.hyperparams == catalog.optimizers["adam"].defaults()
+    assert trial.batch_size == spec.batch_size and trial.budget == spec.budget
+    assert trial.problem_options == dict(spec.options)
+
+
+def test_explicit_defaults_and_int_float_spellings_name_the_same_trial(catalog):
+    implicit = expand({"problems": ["quadratic"], "optimizers": ["adam"], "lr": 1}, catalog)
+    explicit = expand({"problems": ["quadratic"], "optimizers": ["adam"], "lr": 1.0, "beta1": 0.9,
+                       "problem": {"quadratic": {"options": {"dim": 10.0}}}}, catalog)
+    assert ids(implicit) == ids(explicit)
+
+
+def test_problem_option_lists_make_a_grid(catalog):
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"],
+                    "problem": {"quadratic": {"options": {"condition": [10, 1000]}}}}, catalog)
+    assert sorted(t.problem_options["condition"] for t in sweep.trials) == [10.0, 1000.0]
+
+
+def test_every_builtin_suite_expands(catalog):
+    for name in builtin_suites():
+        settings, source = read_suite(name)
+        assert expand(settings, catalog, source).trials, name
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "lrr": 0.1}, "unknown key 'lrr'"),
+    ({"problems": ["quadratic"], "optimizers": ["sgdd"]}, "unknown optimizer 'sgdd'"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": "fast"}, "lr: expected a number, got 'fast'"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": -1}, "expected a positive number"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "batch_size": 0}, "batch_size: expected an integer >= 1"),
+    ({"problems": ["digits_mlp"], "optimizers": ["sgd"], "batch_size": 100000}, "exceeds the"),
+    ({"problems": ["rosenbrock"], "optimizers": ["sgd"], "epochs": 2}, "endless stream"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "steps": 2, "epochs": 2}, "not both"),
+    ({"problems": ["quadratic"], "optimizers": ["adam"], "momentum": 0.9}, "unknown key 'momentum'"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "optimizer": {"sgd": {"beta1": 0.9}}},
+     "[optimizer.sgd] unknown key 'beta1'"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "problem": {"quadratic": {"options": {"dimm": 3}}}},
+     "has no option 'dimm'"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "problem": {"quadratic": {"options": {"dim": 0}}}},
+     "problem 'quadratic' options"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "schedule": "warp"}, "unknown schedule 'warp'"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "device": "tpu"}, "device 'tpu'"),
+    ({"optimizers": ["sgd"]}, "no problems given"),
+])
+def test_bad_settings_name_the_source_key_and_value(catalog, settings, message):
+    with pytest.raises(UserError) as info:
+        expand(settings, catalog, "my.toml")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_malformed_toml_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('problems = ["quadratic"]\nlr = [0.1,\n')
+    with pytest.raises(UserError, match=r"bad.toml: invalid TOML: .*line"):
+        read_suite(str(path))
+
+
+def test_unknown_suite_lists_builtins():
+    with pytest.raises(UserError, match=r"no built-in suite .*default"):
+        read_suite("nonexistent-suite")
+
+
+def test_device_resolution_on_a_machine_without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(UserError, match="CUDA is not available"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_device("cuda:0") == "cuda:0"
+    with pytest.raises(UserError, match="only 1 CUDA device"):
+        resolve_device("cuda:3")
