@@ -1,0 +1,182 @@
+"""The optbench command end to end, in subprocesses, as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ENV = os.environ | {"OPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def optbench(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench_core.cli", *args], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=timeout)
+
+
+def stored(path: Path) -> pd.DataFrame:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return pd.read_sql("SELECT trial_id, status, finished_at FROM trials", db)
+
+
+def test_smoke_suite_runs_stores_reports_and_resumes(tmp_path):
+    results, reports = tmp_path / "r.sqlite", tmp_path / "reports"
+    first = optbench("run", "smoke", "--results", str(results), "--report-dir", str(reports), "--workers", "2")
+    assert first.returncode == 0, first.stderr
+    rows = stored(results)
+    expected = optbench("run", "smoke", "--dry-run").stdout
+    assert f"{len(rows)} trials" in expected
+    assert set(rows["status"]) <= {"ok", "diverged"}
+    readme = (reports / "smoke" / "README.md").read_text()
+    assert "## quadratic" in readme and "## digits_mlp" in readme
+    for line in readme.splitlines():
+        if line.startswith("!["):
+            assert (reports / "smoke" / line.split("](")[1].rstrip(")")).stat().st_size > 0
+    again = optbench("run", "smoke", "--results", str(results), "--no-report", "--workers", "1")
+    assert again.returncode == 0
+    assert f"{len(rows)} already stored, ran 0" in again.stderr
+    assert stored(results).equals(rows)
+
+
+def test_custom_sweep_from_flags_and_export(tmp_path):
+    results = tmp_path / "r.sqlite"
+    done = optbench("run", "--problem", "quadratic", "--optimizer", "sgd,momentum", "--lr", "0.01,0.02",
+                    "--momentum", "0.5,0.9", "--batch-size", "4", "--steps", "20", "--seeds", "0,1",
+                    "--results", str(results), "--no-report", "--workers", "1", "--name", "flags")
+    assert done.returncode == 0, done.stderr
+    # sgd: 2 lr; momentum: 2 lr x 2 momentum; each x 2 seeds
+    assert len(stored(results)) == (2 + 4) * 2
+    out = tmp_path / "trials.csv"
+    exported = optbench("export", "--results", str(results), "--format", "csv", "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    frame = pd.read_csv(out)
+    assert len(frame) == 12 and set(frame["optimizer"]) == {"sgd", "momentum"}
+
+
+def test_list_shows_builtins_with_their_plugins():
+    done = optbench("list", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    plugin_of = {row["name"]: row["plugin"] for row in rows["optimizers"]}
+    assert plugin_of["adam"] == "torch_optimizers" and plugin_of["lion"] == "lion"
+    assert {"rosenbrock", "quadratic", "digits_mlp", "digits_cnn"} <= {row["name"] for row in rows["problems"]}
+    text = optbench("list").stdout
+    assert "Optimizers" in text and "Problems" in text and "Schedules" in text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--problem", "quadratic", "--optimizer", "nope"], "unknown optimizer 'nope'"),
+    (["run", "--problem", "quadratic", "--lr", "fast"], "--lr: 'fast' is not a valid float"),
+    (["run", "no-such-suite"], "no built-in suite"),
+    (["run", "--problem", "quadratic", "--hp", "beta2"], "expected NAME=VALUE"),
+    (["report", "--results", "missing.sqlite"], "no such file"),
+])
+def test_user_errors_are_one_line_exit_2_and_leave_results_untouched(tmp_path, args, message):
+    results = tmp_path / "r.sqlite"
+    seeded = optbench("run", "--problem", "quadratic", "--optimizer", "sgd", "--steps", "5", "--results",
+                      str(results), "--no-report", "--workers", "1")
+    assert seeded.returncode == 0, seeded.stderr
+    before = hashlib.sha256(results.read_bytes()).hexdigest()
+    if args[0] == "run":
+        args = [*args, "--results", str(results)]
+    done = optbench(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("optbench: error: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert hashlib.sha256(results.read_bytes()).hexdigest() == before
+
+
+def test_malformed_suite_file_is_reported_with_its_path(tmp_path):
+    suite = tmp_path / "broken.toml"
+    suite.write_text("problems = [quadratic]\n")
+    done = optbench("run", str(suite), "--results", str(tmp_path / "r.sqlite"))
+    assert done.returncode == 2
+    assert f"{suite}: invalid TOML" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_failing_trial_exits_1_after_the_others_finish(tmp_path, write_plugin):
+    plugin = write_plugin("flaky", """
+        import torch
+        from bench_core import Problem, ProblemSpec, hookimpl
+
+        class Flaky(Problem):
+            stochastic = False
+
+            def __init__(self, device, explode):
+                super().__init__(device)
+                self.explode = explode
+
+            def init_model(self):
+                return torch.nn.Linear(1, 1)
+
+            def batches(self, batch_size, generator):
+                while True:
+                    yield torch.ones(1, 1, device=self.device)
+
+            def loss(self, model, batch):
+                if self.explode:
+                    raise RuntimeError("flaky plugin exploded")
+                return model(batch).pow(2).sum()
+
+            def evaluate(self, model):
+                return {"train_loss": float(model(torch.ones(1, 1, device=self.device)).pow(2).sum())}
+
+        @hookimpl
+        def optbench_problems():
+            return [ProblemSpec("flaky", Flaky, options={"explode": False})]
+    """)
+    suite = tmp_path / "flaky.toml"
+    suite.write_text('problems = ["flaky"]\noptimizers = ["sgd"]\nlr = [0.01, 0.02]\nsteps = 5\n'
+                     '[problem.flaky.options]\nexplode = [false, true]\n')
+    results = tmp_path / "r.sqlite"
+    done = optbench("run", str(suite), "--plugins", str(plugin), "--results", str(results),
+                    "--report-dir", str(tmp_path / "reports"), "--workers", "2")
+    assert done.returncode == 1, done.stderr
+    assert "flaky plugin exploded" in done.stderr
+    assert sorted(stored(results)["status"]) == ["error", "error", "ok", "ok"]
+    assert (tmp_path / "reports" / "flaky" / "README.md").exists()
+
+
+def test_kill_9_mid_sweep_then_rerun_stores_every_trial_exactly_once(tmp_path):
+    suite = tmp_path / "long.toml"
+    suite.write_text('problems = ["quadratic"]\noptimizers = ["sgd"]\nlr = [0.001, 0.002, 0.003, 0.004]\n'
+                     'batch_size = 8\nseeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\nsteps = 1500\n')
+    results = tmp_path / "r.sqlite"
+    command = [sys.executable, "-m", "bench_core.cli", "run", str(suite), "--results", str(results),
+               "--no-report", "--workers", "1", "--no-progress"]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if results.exists() and len(_count_safely(results)) >= 5:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = stored(results)
+    assert 5 <= len(before) < 40, "the sweep must be killed mid-way"
+    with sqlite3.connect(results) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rerun = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    after = stored(results)
+    assert len(after) == 40 and after["trial_id"].is_unique
+    kept = after.set_index("trial_id").loc[before["trial_id"], "finished_at"]
+    assert list(kept) == list(before["finished_at"]), "stored trials must not run again"
+
+
+def _count_safely(path: Path) -> list:
+    try:
+        return stored(path)["trial_id"].tolist()
+    except (sqlite3.Error, pd.errors.DatabaseError):
+        return []
