@@ -1,0 +1,293 @@
+"""The results store: what goes in comes out, failures are retried, and a crash never corrupts it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench_core.errors import UserError
+from bench_core.specs import Budget
+from bench_core.store import SCHEMA_VERSION, Store
+from bench_core.trial import TrialConfig, TrialResult
+
+NAN, INF = float("nan"), float("inf")
+
+
+def config(seed: int = 0, **changes) -> TrialConfig:
+    fields = dict(problem="p", optimizer="o", hyperparams={"lr": 0.1, "momentum": 0.9}, budget=Budget("steps", 10),
+                  batch_size=8, seed=seed)
+    return TrialConfig(**fields | changes)
+
+
+def ok_result(cfg: TrialConfig) -> TrialResult:
+    curve = [{"step": 0, "samples": 0, "seconds": 0.0, "lr": 0.1, "train_loss": 2.5, "valid_loss": 2.6},
+             {"step": 10, "samples": 80, "seconds": 0.25, "lr": 0.05, "train_loss": 0.5, "valid_loss": NAN}]
+    return TrialResult(cfg.trial_id, "ok", steps=10, samples=80, final={"train_loss": 0.5, "valid_loss": NAN},
+                       best={"train_loss": 0.5, "valid_loss": 2.6}, steps_to_target=10, samples_to_target=80,
+                       seconds_to_target=0.25, train_seconds=0.25, wall_seconds=1.5, samples_per_second=320.0,
+                       curve=curve, device="cpu")
+
+
+def diverged_result(cfg: TrialConfig) -> TrialResult:
+    curve = [{"step": 0, "samples": 0, "seconds": 0.0, "lr": 1.0, "train_loss": 3.0},
+             {"step": 5, "samples": 0, "seconds": 0.1, "lr": 1.0, "train_loss": INF}]
+    return TrialResult(cfg.trial_id, "diverged", steps=5, samples=0, final={"train_loss": INF},
+                       best={"train_loss": 3.0}, train_seconds=0.1, wall_seconds=0.2, samples_per_second=None,
+                       curve=curve, device="cpu")
+
+
+def error_result(cfg: TrialConfig) -> TrialResult:
+    trace = 'Traceback (most recent call last):\n  File "x.py", line 1\nRuntimeError: "boom", it said\n'
+    return TrialResult(cfg.trial_id, "error", error=trace, wall_seconds=0.01, device="cpu")
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "r.sqlite") as opened:
+        yield opened
+
+
+def sql(path: Path, query: str, *params: object) -> list[tuple]:
+    """Run one statement on the file directly, as anyone querying it without optbench would."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            return db.execute(query, params).fetchall()
+    finally:
+        db.close()
+
+
+def same(a: object, b: object) -> bool:
+    """Equality where NaN equals NaN and None/NaN both mean missing."""
+    if a is None or (isinstance(a, float) and math.isnan(a)):
+        return b is None or pd.isna(b)
+    return a == b
+
+
+def test_every_field_round_trips(store, tmp_path):
+    stochastic = config(problem_options={"width": 4, "shape": [2, 3]}, schedule="cosine",
+                        schedule_options={"warmup": 2})
+    deterministic = config(problem="rosenbrock", optimizer="sgd", hyperparams={"lr": 1.0}, batch_size=None,
+                           budget=Budget("epochs", 2))
+    failing = config(seed=7)
+    results = {c.trial_id: (c, make(c)) for c, make in
+               ((stochastic, ok_result), (deterministic, diverged_result), (failing, error_result))}
+    for cfg, result in results.values():
+        store.save(cfg, result)
+
+    frame = store.trials().set_index("trial_id")
+    assert sorted(frame.index) == sorted(results)
+    for trial_id, (cfg, result) in results.items():
+        row = frame.loc[trial_id]
+        assert TrialConfig.from_json(row["config"]) == cfg
+        assert (row["problem"], row["optimizer"], row["schedule"]) == (cfg.problem, cfg.optimizer, cfg.schedule)
+        assert (row["seed"], row["device"], row["evals"]) == (cfg.seed, cfg.device, cfg.evals)
+        assert (row["budget_unit"], row["budget_amount"]) == (cfg.budget.unit, cfg.budget.amount)
+        assert same(cfg.batch_size, row["batch_size"])
+        for name, value in cfg.hyperparams.items():
+            assert row[f"hp.{name}"] == value
+        for name in ("status", "steps", "samples", "steps_to_target", "samples_to_target", "seconds_to_target",
+                     "train_seconds", "wall_seconds", "samples_per_second", "error"):
+            assert same(getattr(result, name), row[name]), name
+        assert row["ran_on"] == result.device
+        for prefix, metrics in (("final", result.final), ("best", result.best)):
+            for name, value in metrics.items():
+                assert same(value, row[f"{prefix}.{name}"]), f"{prefix}.{name}"
+    assert frame.loc[stochastic.trial_id, "opt.width"] == 4
+    assert json.loads(frame.loc[stochastic.trial_id, "opt.shape"]) == [2, 3]
+    assert frame.loc[stochastic.trial_id, "sched.warmup"] == 2
+    assert pd.isna(frame.loc[deterministic.trial_id, "hp.momentum"]), "another optimizer's hyperparameter is NaN"
+    assert pd.isna(frame.loc[failing.trial_id, "final.train_loss"]), "an errored trial has no metrics"
+    assert frame.loc[deterministic.trial_id, "final.train_loss"] == INF
+    assert math.isnan(frame.loc[stochastic.trial_id, "final.valid_loss"])
+    assert frame["final.valid_loss"].dtype == float and frame["batch_size"].dtype == float
+    assert frame["finished_at"].notna().all()
+
+    # The denormalised columns, for anyone querying the file with SQL.
+    rows = sql(tmp_path / "r.sqlite", "SELECT problem, optimizer, lr, batch_size, schedule, seed, device, "
+               "budget_unit, budget_amount, status FROM trials WHERE trial_id = ?", deterministic.trial_id)
+    assert rows[0] == ("rosenbrock", "sgd", 1.0, None, "constant", 0, "cpu", "epochs", 2, "diverged")
+
+
+def test_saving_a_trial_again_replaces_it(store):
+    cfg = config()
+    store.save(cfg, error_result(cfg))
+    store.save(cfg, ok_result(cfg))
+    frame = store.trials()
+    assert len(frame) == 1 and frame["status"].tolist() == ["ok"] and pd.isna(frame["error"].iloc[0])
+    assert len(store.curves()) == len(ok_result(cfg).curve)
+
+
+def test_done_ids_are_ok_and_diverged_trials_not_errors(store):
+    ok, diverged, failed, missing = config(0), config(1), config(2), config(3)
+    store.save(ok, ok_result(ok))
+    store.save(diverged, diverged_result(diverged))
+    store.save(failed, error_result(failed))
+    assert store.done_ids() == {ok.trial_id, diverged.trial_id}
+    assert store.done_ids([ok.trial_id, failed.trial_id, missing.trial_id]) == {ok.trial_id}
+    assert store.done_ids([]) == set()
+
+
+def test_a_trial_shared_by_two_suites_is_stored_once_and_listed_under_both(store):
+    shared, only_a, only_b = config(0), config(1), config(2)
+    run_a = store.begin_run("a", {"description": "suite a"}, {"python": "3.11", "plugins": {"x": "1.0"}})
+    run_b = store.begin_run("b", {}, {"python": "3.12"})
+    store.add_to_suite("a", [shared.trial_id, only_a.trial_id])
+    store.add_to_suite("b", [shared.trial_id, only_b.trial_id])
+    store.add_to_suite("b", [shared.trial_id])  # listing twice is harmless
+    for cfg in (shared, only_a, only_b):
+        store.save(cfg, ok_result(cfg))
+    assert store.suites() == ["a", "b"]
+    assert len(store.trials()) == 3
+    assert set(store.trials("a")["trial_id"]) == {shared.trial_id, only_a.trial_id}
+    assert set(store.trials("b")["trial_id"]) == {shared.trial_id, only_b.trial_id}
+    assert set(store.curves("a")["trial_id"]) == {shared.trial_id, only_a.trial_id}
+    assert store.trials("nope").empty and "problem" in store.trials("nope")
+    runs = store.runs("a")
+    assert runs["run_id"].tolist() == [run_a] and run_b != run_a
+    assert runs["environment"].iloc[0] == {"python": "3.11", "plugins": {"x": "1.0"}}
+    assert runs["suite_config"].iloc[0] == {"description": "suite a"}
+    assert store.runs()["suite"].tolist() == ["a", "b"]
+
+
+def test_curves_are_long_form_with_one_column_per_metric(store):
+    first, second = config(0), config(1, problem="q")
+    store.save(first, ok_result(first))
+    store.save(second, diverged_result(second))
+    curves = store.curves()
+    assert list(curves.columns) == ["trial_id", "step", "samples", "seconds", "lr", "train_loss", "valid_loss"]
+    assert len(curves) == 4
+    rows = curves.set_index(["trial_id", "step"])
+    assert rows.loc[(first.trial_id, 10), "lr"] == 0.05
+    assert rows.loc[(first.trial_id, 10), "samples"] == 80
+    assert math.isnan(rows.loc[(first.trial_id, 10), "valid_loss"])
+    assert rows.loc[(second.trial_id, 5), "train_loss"] == INF
+    assert math.isnan(rows.loc[(second.trial_id, 0), "valid_loss"]), "q has no valid_loss"
+    empty = store.curves("nope")
+    assert empty.empty and list(empty.columns) == ["trial_id", "step", "samples", "seconds", "lr"]
+
+
+def test_export_csv_reads_back_with_the_same_rows(store, tmp_path):
+    cfgs = [config(0, problem_options={"shape": [2, 3]}), config(1, batch_size=None), config(2)]
+    store.save(cfgs[0], ok_result(cfgs[0]))
+    store.save(cfgs[1], diverged_result(cfgs[1]))
+    store.save(cfgs[2], error_result(cfgs[2]))
+    out = tmp_path / "out" / "trials.csv"
+    store.export(out)
+    back = pd.read_csv(out).set_index("trial_id")
+    frame = store.trials().set_index("trial_id")
+    assert len(back) == 3 and list(back.columns) == list(frame.columns)
+    assert back["status"].to_dict() == frame["status"].to_dict()
+    assert back["hp.lr"].to_dict() == frame["hp.lr"].to_dict()
+    assert back.loc[cfgs[1].trial_id, "final.train_loss"] == INF
+    assert "8.0" not in out.read_text().split("\n")[1].split(","), "integer columns stay integers"
+    assert json.loads(back.loc[cfgs[0].trial_id, "opt.shape"]) == [2, 3]
+    assert TrialConfig.from_json(back.loc[cfgs[1].trial_id, "config"]) == cfgs[1]
+    assert back.loc[cfgs[2].trial_id, "error"] == error_result(cfgs[2]).error
+    with pytest.raises(ValueError, match="'parquet'"):
+        store.export(tmp_path / "t.parquet", format="parquet")
+
+
+def test_a_file_that_is_not_a_results_database_is_refused_and_untouched(tmp_path):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("these are my notes\n" * 100)
+    before = hashlib.sha256(text.read_bytes()).hexdigest()
+    with pytest.raises(UserError, match=f"results file {text} is not an optbench results database"):
+        Store(text)
+    assert hashlib.sha256(text.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite"], "no -wal/-shm left behind"
+
+    other = tmp_path / "other.db"
+    sql(other, "CREATE TABLE mine (x)")
+    before = hashlib.sha256(other.read_bytes()).hexdigest()
+    with pytest.raises(UserError, match="not an optbench results database"):
+        Store(other)
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == before
+
+    with pytest.raises(UserError, match="is a folder"):
+        Store(tmp_path)
+
+
+def test_a_newer_schema_version_is_refused(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with Store(path):
+        pass
+    assert sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert sql(path, "PRAGMA journal_mode") == [("wal",)]
+    sql(path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(UserError, match=f"schema version {SCHEMA_VERSION + 1}.*newer optbench"):
+        Store(path)
+
+
+def test_reopening_keeps_the_data_and_a_mismatched_result_is_rejected(tmp_path):
+    path = tmp_path / "deep" / "er" / "r.sqlite"
+    cfg = config()
+    with Store(path) as store:
+        store.save(cfg, ok_result(cfg))
+        with pytest.raises(ValueError, match="does not belong"):
+            store.save(config(1), ok_result(cfg))
+    with Store(path) as store:
+        assert store.done_ids() == {cfg.trial_id}
+
+
+WRITER = """
+import sys
+from bench_core.specs import Budget
+from bench_core.store import Store
+from bench_core.trial import TrialConfig, TrialResult
+
+curve = [{"step": i, "samples": 8 * i, "seconds": i / 10, "lr": 0.1, "train_loss": 1 / (i + 1)} for i in range(300)]
+with Store(sys.argv[1]) as store:
+    seed = 0
+    while True:
+        config = TrialConfig(problem="p", optimizer="o", hyperparams={"lr": 0.1}, budget=Budget("steps", 10),
+                             batch_size=8, seed=seed)
+        result = TrialResult(config.trial_id, "ok", steps=300, samples=2400, final={"train_loss": float("nan")},
+                             best=curve[-1], curve=curve, error="x" * 5000)
+        store.save(config, result)
+        print(seed, flush=True)
+        seed += 1
+"""
+
+
+def test_kill_9_while_saving_leaves_a_sound_database_with_every_acknowledged_trial(tmp_path):
+    path = tmp_path / "r.sqlite"
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), str(path)], stdout=subprocess.PIPE,
+                              text=True)
+    acknowledged = 0
+    deadline = time.monotonic() + 60
+    try:
+        while acknowledged < 40 and time.monotonic() < deadline:
+            if not writer.stdout.readline():
+                break
+            acknowledged += 1
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+    assert acknowledged == 40, "the writer must have been saving when it was killed"
+    assert writer.returncode == -signal.SIGKILL
+
+    with Store(path) as store:
+        frame = store.trials()
+        assert store.done_ids() == set(frame["trial_id"])
+    assert len(frame) >= acknowledged, "a save that returned must survive the kill"
+    assert sql(path, "PRAGMA integrity_check") == [("ok",)]
+    rows = sql(path, "SELECT status, config, final, best, curve FROM trials")
+    assert len(rows) == len(frame)
+    for status, *texts in rows:
+        assert status == "ok"
+        config_json, final, best, curve = (json.loads(text) for text in texts)
+        assert len(curve) == 300 and math.isnan(final["train_loss"]) and best["step"] == 299
+        assert TrialConfig.from_json(json.dumps(config_json)).trial_id
