@@ -16,12 +16,12 @@ import time
 
 os.environ.setdefault("OPTBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
 
-import torch  # noqa: E402
+import torch
 
-from bench_core.catalog import load_catalog  # noqa: E402
-from bench_core.runner import ProblemCache, run_trial  # noqa: E402
-from bench_core.specs import Budget  # noqa: E402
-from bench_core.trial import TrialConfig  # noqa: E402
+from bench_core.catalog import load_catalog
+from bench_core.runner import ProblemCache, run_trial
+from bench_core.specs import Budget
+from bench_core.trial import TrialConfig
 
 CASES = [  # (problem, optimizer, hyperparameters, batch size, steps)
     ("quadratic", "sgd", {"lr": 0.01}, 32, 2000),
