@@ -1,1 +1,4 @@
-"""Built-in optimizer and schedule plugins, registered through the optbench entry-point group like any third-party plugin."""
+"""Built-in optimizer and schedule plugins.
+
+They are registered through the optbench entry-point group, exactly like third-party plugins.
+"""

@@ -1,1 +1,4 @@
-"""Built-in problem plugins, registered through the optbench entry-point group like any third-party plugin."""
+"""Built-in problem plugins.
+
+They are registered through the optbench entry-point group, exactly like third-party plugins.
+"""

@@ -1,0 +1,190 @@
+"""The torch.optim wrappers: what each spec builds, and that the steps match the textbook updates.
+
+The reference updates are written out with plain tensor arithmetic on a quadratic
+f(x) = 0.5 * sum(a * x**2), whose gradient a * x needs no autograd.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bench_core.catalog import load_catalog
+from bench_core.plugins import torch_optimizers
+from bench_core.specs import OptimizerSpec
+
+SPECS: dict[str, OptimizerSpec] = {spec.name: spec for spec in torch_optimizers.optbench_optimizers()}
+CURVATURE = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
+START = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+
+
+def run(name: str, hyperparams: dict[str, float], steps: int) -> torch.Tensor:
+    """The iterate after ``steps`` steps of the built optimizer on the quadratic."""
+    x = torch.nn.Parameter(START.clone())
+    optimizer = SPECS[name].build([x], hyperparams)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (0.5 * (CURVATURE * x * x).sum()).backward()
+        optimizer.step()
+    return x.detach()
+
+
+def grad(x: torch.Tensor) -> torch.Tensor:
+    return CURVATURE * x
+
+
+BUILD_CASES = [
+    ("sgd", {"lr": 0.3}, torch.optim.SGD, {"lr": 0.3, "momentum": 0.0, "nesterov": False}),
+    ("momentum", {"lr": 0.02, "momentum": 0.8}, torch.optim.SGD,
+     {"lr": 0.02, "momentum": 0.8, "nesterov": False, "dampening": 0}),
+    ("nesterov", {"momentum": 0.7}, torch.optim.SGD, {"momentum": 0.7, "nesterov": True, "dampening": 0}),
+    ("adam", {"lr": 0.002, "beta1": 0.8, "beta2": 0.95, "eps": 1e-6}, torch.optim.Adam,
+     {"lr": 0.002, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0}),
+    ("adamw", {"beta1": 0.85, "weight_decay": 0.1}, torch.optim.AdamW,
+     {"lr": 1e-3, "betas": (0.85, 0.999), "eps": 1e-8, "weight_decay": 0.1}),
+    ("rmsprop", {"alpha": 0.95, "momentum": 0.5, "eps": 1e-7}, torch.optim.RMSprop,
+     {"lr": 1e-3, "alpha": 0.95, "momentum": 0.5, "eps": 1e-7, "centered": False}),
+    ("adagrad", {"lr": 0.05, "eps": 1e-9}, torch.optim.Adagrad, {"lr": 0.05, "eps": 1e-9}),
+]
+
+HYPERPARAMS = {
+    "sgd": set(),
+    "momentum": {"momentum"},
+    "nesterov": {"momentum"},
+    "adam": {"beta1", "beta2", "eps"},
+    "adamw": {"beta1", "beta2", "eps", "weight_decay"},
+    "rmsprop": {"alpha", "eps", "momentum"},
+    "adagrad": {"eps"},
+}
+
+
+def test_the_seven_torch_optimizers_are_provided():
+    assert set(SPECS) == set(HYPERPARAMS)
+
+
+@pytest.mark.parametrize(("name", "hyperparams", "cls", "expected"), BUILD_CASES, ids=[c[0] for c in BUILD_CASES])
+def test_build_gives_the_torch_class_with_the_requested_settings(name, hyperparams, cls, expected):
+    optimizer = SPECS[name].build([torch.nn.Parameter(torch.ones(3))], hyperparams)
+    assert type(optimizer) is cls
+    group = optimizer.param_groups[0]
+    for key, value in expected.items():
+        assert group[key] == pytest.approx(value), key
+
+
+@pytest.mark.parametrize("name", sorted(HYPERPARAMS))
+def test_defaults_list_lr_and_every_declared_hyperparameter_each_with_a_search_range(name):
+    spec = SPECS[name]
+    assert set(spec.defaults()) == {"lr"} | HYPERPARAMS[name]
+    assert spec.description and "\n" not in spec.description
+    for param in [spec.lr, *spec.hyperparams.values()]:
+        assert param.low is not None and param.low <= param.default <= param.high
+        if param.low > 0 and param.high / param.low > 100:
+            assert param.log, "a range spanning decades is searched on a log scale"
+    assert spec.lr.log
+
+
+@pytest.mark.parametrize("name", sorted(HYPERPARAMS))
+def test_every_corner_of_the_search_space_builds_and_steps(name):
+    """A sweep may draw any value in a declared range; torch must accept all of them."""
+    spec = SPECS[name]
+    corners = [{}] + [{key: getattr(param, end)} for key, param in spec.hyperparams.items() for end in ("low", "high")]
+    for hyperparams in corners:
+        x = run(name, hyperparams, steps=2)
+        assert torch.isfinite(x).all(), hyperparams
+
+
+def test_unknown_hyperparameters_are_rejected():
+    params = [torch.nn.Parameter(torch.ones(2))]
+    with pytest.raises(ValueError, match="'momentum'"):
+        SPECS["adam"].build(params, {"momentum": 0.9})
+    with pytest.raises(ValueError, match="'weight_decay'"):
+        SPECS["adam"].build(params, {"weight_decay": 0.1})
+    with pytest.raises(ValueError, match="'momentum'"):
+        SPECS["sgd"].build(params, {"momentum": 0.9})
+
+
+def test_sgd_takes_a_plain_gradient_step():
+    assert torch.allclose(run("sgd", {"lr": 0.1}, 1), START - 0.1 * grad(START))
+
+
+def test_heavy_ball_momentum_matches_the_formula():
+    lr, mu = 0.1, 0.9
+    x, velocity = START.clone(), torch.zeros_like(START)
+    for steps in (1, 2, 3):
+        velocity = mu * velocity + grad(x)  # v_t = mu v_{t-1} + g_t
+        x = x - lr * velocity  # x_{t+1} = x_t - lr v_t
+        torch.testing.assert_close(run("momentum", {"lr": lr, "momentum": mu}, steps), x, rtol=1e-12, atol=1e-12)
+    # by hand for the first coordinate (a = 0.5, x0 = 1): x1 = 0.95, x2 = 0.95 - 0.1 * (0.45 + 0.475)
+    assert run("momentum", {"lr": lr, "momentum": mu}, 2)[0].item() == pytest.approx(0.8575)
+
+
+def test_nesterov_momentum_matches_the_formula():
+    lr, mu = 0.1, 0.9
+    x, velocity = START.clone(), torch.zeros_like(START)
+    for steps in (1, 2, 3):
+        g = grad(x)
+        velocity = mu * velocity + g
+        x = x - lr * (g + mu * velocity)  # the look-ahead: step along g + mu v_t
+        torch.testing.assert_close(run("nesterov", {"lr": lr, "momentum": mu}, steps), x, rtol=1e-12, atol=1e-12)
+    # by hand for the first coordinate: g0 = 0.5, v1 = 0.5, x1 = 1 - 0.1 * (0.5 + 0.45) = 0.905
+    assert run("nesterov", {"lr": lr, "momentum": mu}, 1)[0].item() == pytest.approx(0.905)
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.1])
+def test_adam_and_adamw_match_the_bias_corrected_formula(weight_decay):
+    lr, beta1, beta2, eps = 0.05, 0.8, 0.95, 1e-8
+    x, m, v = START.clone(), torch.zeros_like(START), torch.zeros_like(START)
+    for t in range(1, 6):
+        g = grad(x)
+        if weight_decay is not None:
+            x = x * (1 - lr * weight_decay)  # decoupled: shrink the weights, not the gradient
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+        x = x - lr * m_hat / (v_hat.sqrt() + eps)
+    hyperparams = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps}
+    if weight_decay is None:
+        result = run("adam", hyperparams, 5)
+    else:
+        result = run("adamw", hyperparams | {"weight_decay": weight_decay}, 5)
+    torch.testing.assert_close(result, x, rtol=1e-10, atol=1e-12)
+    # Adam's first step moves every coordinate by about lr, whatever the gradient's scale.
+    first = run("adam", hyperparams, 1)
+    torch.testing.assert_close((START - first).abs(), torch.full_like(START, lr), rtol=1e-6, atol=0)
+
+
+def test_rmsprop_with_momentum_matches_the_formula():
+    lr, alpha, mu, eps = 0.01, 0.9, 0.5, 1e-8
+    x, square_avg, buffer = START.clone(), torch.zeros_like(START), torch.zeros_like(START)
+    for _ in range(4):
+        g = grad(x)
+        square_avg = alpha * square_avg + (1 - alpha) * g * g
+        buffer = mu * buffer + g / (square_avg.sqrt() + eps)
+        x = x - lr * buffer
+    result = run("rmsprop", {"lr": lr, "alpha": alpha, "momentum": mu, "eps": eps}, 4)
+    torch.testing.assert_close(result, x, rtol=1e-10, atol=1e-12)
+
+
+def test_adagrad_matches_the_formula():
+    lr, eps = 0.1, 1e-10
+    x, total = START.clone(), torch.zeros_like(START)
+    for _ in range(4):
+        g = grad(x)
+        total = total + g * g
+        x = x - lr * g / (total.sqrt() + eps)
+    torch.testing.assert_close(run("adagrad", {"lr": lr, "eps": eps}, 4), x, rtol=1e-10, atol=1e-12)
+    assert math.isclose(run("adagrad", {"lr": lr}, 1)[1].item(), -2.0 + lr)  # first step: lr * sign(g)
+
+
+def test_built_in_optimizers_are_discovered_through_their_entry_points(monkeypatch):
+    monkeypatch.setenv("OPTBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    catalog = load_catalog()
+    for name in HYPERPARAMS:
+        assert catalog.origin[("optimizer", name)] == "torch_optimizers", name
+    assert catalog.origin[("optimizer", "lion")] == "lion"
+    for plugin in ("torch_optimizers", "lion", "schedules"):
+        info = catalog.plugins[plugin]
+        assert info.distribution == "optbench" and info.source.startswith("entry point bench_core.plugins.")
+        assert info.hooks, plugin
