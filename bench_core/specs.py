@@ -105,6 +105,9 @@ class OptimizerSpec:
             if not key.isidentifier() or key == "lr" or key in RESERVED_NAMES:
                 raise ValueError(f"optimizer {self.name!r}: hyperparameter name {key!r} is not allowed")
             hyperparams[key] = _as_param(value, f"optimizer {self.name!r}: hyperparameter {key!r}")
+        clash = set(self.fixed) & ({"lr"} | set(hyperparams))
+        if clash:
+            raise ValueError(f"optimizer {self.name!r}: {sorted(clash)[0]!r} is both fixed and a hyperparameter")
         object.__setattr__(self, "lr", lr)
         object.__setattr__(self, "hyperparams", MappingProxyType(hyperparams))
         object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
@@ -141,7 +144,8 @@ class ScheduleSpec:
 
     ``multiplier(step, total_steps, **options)`` returns the factor applied to the base
     learning rate before optimizer step ``step`` (0-based) of a run of ``total_steps``;
-    a closed form makes schedules easy to test and to plot.
+    a closed form makes schedules easy to test and to plot. The multiplier should raise
+    ``ValueError`` for bad option values: suites call it once before a sweep to check them.
     """
 
     name: str

@@ -277,6 +277,10 @@ def _schedule_options(settings, catalog, source) -> dict[str, dict[str, Any]]:
             if key not in spec.options:
                 raise UserError(f"{source}: [schedule_options.{name}] schedule {name!r} has no option "
                                 f"{key!r} (options: {', '.join(spec.options) or 'none'})")
+        try:
+            spec.multiplier(0, 100, **(dict(spec.options) | dict(table)))
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{source}: [schedule_options.{name}] {exc}") from None
     return tables
 
 

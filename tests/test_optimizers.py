@@ -188,3 +188,13 @@ def test_built_in_optimizers_are_discovered_through_their_entry_points(monkeypat
         info = catalog.plugins[plugin]
         assert info.distribution == "optbench" and info.source.startswith("entry point bench_core.plugins.")
         assert info.hooks, plugin
+
+
+def test_a_spec_may_not_fix_what_it_also_tunes():
+    import pytest
+    import torch
+
+    from bench_core import OptimizerSpec
+
+    with pytest.raises(ValueError, match="'momentum' is both fixed and a hyperparameter"):
+        OptimizerSpec("bad", torch.optim.SGD, hyperparams={"momentum": 0.9}, fixed={"momentum": 0.5})

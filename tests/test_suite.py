@@ -62,6 +62,13 @@ def test_explicit_defaults_and_int_float_spellings_name_the_same_trial(catalog):
     assert ids(implicit) == ids(explicit)
 
 
+def test_schedule_options_reach_the_trials_of_that_schedule(catalog):
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"], "schedule": ["constant", "step"],
+                    "schedule_options": {"step": {"gamma": 0.5}}}, catalog)
+    options = {t.schedule: t.schedule_options for t in sweep.trials}
+    assert options == {"constant": {}, "step": {"gamma": 0.5}}
+
+
 def test_problem_option_lists_make_a_grid(catalog):
     sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"],
                     "problem": {"quadratic": {"options": {"condition": [10, 1000]}}}}, catalog)
@@ -93,6 +100,10 @@ def test_every_builtin_suite_expands(catalog):
     ({"problems": ["quadratic"], "optimizers": ["sgd"], "schedule": "warp"}, "unknown schedule 'warp'"),
     ({"problems": ["quadratic"], "optimizers": ["sgd"], "device": "tpu"}, "device 'tpu'"),
     ({"optimizers": ["sgd"]}, "no problems given"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "schedule_options": {"step": {"gamma": -1}}},
+     "[schedule_options.step]"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "schedule_options": {"step": {"gama": 0.5}}},
+     "schedule 'step' has no option 'gama'"),
 ])
 def test_bad_settings_name_the_source_key_and_value(catalog, settings, message):
     with pytest.raises(UserError) as info:
