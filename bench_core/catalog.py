@@ -98,14 +98,13 @@ def load_catalog(plugin_paths: Sequence[str | os.PathLike] = (), autoload: bool 
     manager.add_hookspecs(hookspecs)
     catalog = Catalog(manager=manager, plugin_paths=tuple(str(Path(p).resolve()) for p in plugin_paths))
 
-    for entry_point in importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME):
+    # Built-ins register first, so they keep their names when a third party reuses one.
+    for is_builtin, dist_name, entry_point in sorted(_entry_points(), key=_builtins_first):
         dist = entry_point.dist
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        is_builtin = dist_name is not None and dist_name.lower() == BUILTIN_DISTRIBUTION
         if not (autoload or is_builtin):
             continue
         source = f"entry point {entry_point.value}" + (f" ({dist_name} {dist.version})" if dist else "")
-        info = PluginInfo(entry_point.name, source, dist_name, dist.version if dist else None)
+        info = PluginInfo(entry_point.name, source, dist_name or None, dist.version if dist else None)
         _register(catalog, info, entry_point.load)
 
     for path in _expand_paths(plugin_paths):
@@ -116,6 +115,19 @@ def load_catalog(plugin_paths: Sequence[str | os.PathLike] = (), autoload: bool 
     for hook_name, (kind, spec_class) in CATALOG_HOOKS.items():
         _collect(catalog, hook_name, kind, spec_class)
     return catalog
+
+
+def _entry_points() -> list[tuple[bool, str, importlib.metadata.EntryPoint]]:
+    found = []
+    for entry_point in importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME):
+        dist_name = entry_point.dist.metadata["Name"] if entry_point.dist is not None else ""
+        found.append((dist_name.lower() == BUILTIN_DISTRIBUTION, dist_name, entry_point))
+    return found
+
+
+def _builtins_first(item: tuple[bool, str, importlib.metadata.EntryPoint]) -> tuple[bool, str, str]:
+    is_builtin, dist_name, entry_point = item
+    return (not is_builtin, dist_name, entry_point.name)
 
 
 def _register(catalog: Catalog, info: PluginInfo, load: Callable[[], Any]) -> None:
@@ -214,8 +226,8 @@ def _call_each(manager: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> 
     caller = getattr(manager.hook, hook_name)
     trace = bool(os.environ.get(ENV_TRACE))
     answers = []
-    # pluggy lists implementations last-registered first; ask in registration order.
-    for impl in reversed(caller.get_hookimpls()):
+    # get_hookimpls() lists implementations in registration order: built-ins answer first.
+    for impl in caller.get_hookimpls():
         try:
             answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
         except Exception as exc:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bench_core.catalog import load_catalog
 from bench_core.runner import ProblemCache, evaluation_steps, run_trial
@@ -132,3 +133,55 @@ def test_results_record_samples_and_throughput(catalog):
     assert result.final == {k: v for k, v in result.curve[-1].items() if k not in ("step", "samples", "seconds",
                                                                                     "lr")}
     assert torch.device(result.device).type == "cpu"
+
+
+@pytest.mark.parametrize(("optimizer", "hyperparams", "make_torch_optimizer"), [
+    ("momentum", {"lr": 0.05, "momentum": 0.9}, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+    ("adam", {"lr": 2e-3}, lambda p: torch.optim.Adam(p, lr=2e-3)),
+])
+def test_the_harness_trains_the_digits_mlp_like_a_plain_pytorch_loop(catalog, optimizer, hyperparams,
+                                                                     make_torch_optimizer):
+    seed, batch_size, epochs, evals = 7, 32, 2, 4
+    spec = catalog.optimizers[optimizer]
+    config = TrialConfig(problem="digits_mlp", optimizer=optimizer, hyperparams=spec.defaults() | hyperparams,
+                         budget=Budget("epochs", epochs), batch_size=batch_size, seed=seed, evals=evals,
+                         problem_options=dict(catalog.problems["digits_mlp"].options))
+    result = run_trial(config, ProblemCache(catalog))
+    assert result.status == "ok", result.error
+
+    # The plain loop: same data, same init (global seed), same order (randperm from a seeded generator).
+    problem = catalog.problems["digits_mlp"].build(device="cpu")
+    X, y = problem.splits["train"]
+    torch.manual_seed(seed)
+    model = problem.init_model()
+    opt = make_torch_optimizer(model.parameters())
+    generator = torch.Generator().manual_seed(seed)
+    steps_per_epoch = len(y) // batch_size
+    total = epochs * steps_per_epoch
+    eval_at = {round(i * total / evals) for i in range(evals + 1)}
+
+    def full_train_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            value = F.cross_entropy(model(X), y).item()
+        model.train()
+        return value
+
+    plain = {0: full_train_loss()}
+    step = 0
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=generator)
+        for b in range(steps_per_epoch):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            opt.zero_grad()
+            F.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+            step += 1
+            if step in eval_at:
+                plain[step] = full_train_loss()
+
+    harness = {point["step"]: point["train_loss"] for point in result.curve}
+    assert sorted(harness) == sorted(plain)
+    for at, value in plain.items():
+        assert harness[at] == pytest.approx(value, abs=1e-6), at
+    assert plain[total] < 0.5 * plain[0], "the loop must actually train"

@@ -114,7 +114,7 @@ def test_bad_settings_name_the_source_key_and_value(catalog, settings, message):
 
 def test_malformed_toml_names_file_and_line(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text('problems = ["quadratic"]\nlr = [0.1,\n')
+    path.write_text('problems = ["quadratic"]\nlr = = 0.1\nseeds = [0]\n')
     with pytest.raises(UserError, match=r"bad.toml: invalid TOML: .*line"):
         read_suite(str(path))
 

@@ -1,0 +1,143 @@
+"""A reusable base for supervised classification problems on in-memory tensors.
+
+Small data sets fit on the device whole, so a problem built on this class never copies
+data from the host during training: batches are gathered on the device with indices
+drawn there. Like every built-in problem it uses nothing but the public plugin API, so
+third-party plugins can subclass it too.
+
+Data order, exactly (so a plain PyTorch loop can reproduce a trial's batches)::
+
+    n = len(y_train)                     # self.train_size
+    while True:                          # one pass per epoch
+        perm = torch.randperm(n, generator=generator, device=device)
+        for k in range(n // batch_size): # the last partial batch is dropped
+            idx = perm[k * batch_size:(k + 1) * batch_size]
+            yield X_train[idx], y_train[idx]
+
+Dropping the partial batch keeps every step the same size (so the gradient noise and
+the step cost are the same at every step) and matches the runner, which counts
+``train_size // batch_size`` steps per epoch.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from bench_core.specs import Problem
+
+__all__ = ["SPLITS", "ClassificationProblem", "Split"]
+
+SPLITS = ("train", "valid", "test")
+#: (inputs, integer class labels) of one split.
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+class ClassificationProblem(Problem):
+    """Cross-entropy classification of in-memory tensors, held on the device.
+
+    ``train``, ``valid`` and ``test`` are ``(X, y)`` pairs: ``X`` of shape ``(n, ...)``
+    (converted to float32), ``y`` integer labels of shape ``(n,)``. ``valid`` and ``test``
+    may be ``None``; their metrics are then left out. The model comes from
+    ``model_factory()`` when one is given, else a subclass overrides :meth:`init_model`;
+    either way it must map a batch ``X`` to logits ``(batch, classes)``.
+
+    :meth:`evaluate` reports ``<split>_loss`` (mean cross-entropy) and ``<split>_accuracy``
+    on every sample of each split, in chunks of ``eval_batch_size`` rows so large splits
+    fit in memory. See the module docstring for the exact training data order.
+    """
+
+    def __init__(
+        self,
+        train: Split,
+        valid: Split | None = None,
+        test: Split | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        model_factory: Callable[[], torch.nn.Module] | None = None,
+        eval_batch_size: int = 4096,
+    ) -> None:
+        super().__init__(device)
+        if model_factory is None and type(self).init_model is ClassificationProblem.init_model:
+            raise TypeError(f"{type(self).__name__}: give a model_factory or override init_model()")
+        if eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size={eval_batch_size!r} must be >= 1")
+        self.model_factory = model_factory
+        self.eval_batch_size = int(eval_batch_size)
+        self.splits: dict[str, Split] = {}
+        for name, split in zip(SPLITS, (train, valid, test), strict=True):
+            if split is not None:
+                self.splits[name] = self._checked(name, split)
+        self.train_size = len(self.splits["train"][1])
+        self.stochastic = True
+        self.maximize = frozenset(f"{name}_accuracy" for name in self.splits)
+
+    def _checked(self, name: str, split: Split) -> Split:
+        X, y = split
+        X, y = torch.as_tensor(X), torch.as_tensor(y)
+        if y.ndim != 1 or X.ndim < 1 or len(X) != len(y):
+            raise ValueError(f"{name} split: expected X of shape (n, ...) and y of shape (n,), "
+                             f"got {tuple(X.shape)} and {tuple(y.shape)}")
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise ValueError(f"{name} split: labels must be integers, got {y.dtype}")
+        if len(y) == 0:
+            raise ValueError(f"{name} split is empty (pass None to leave a split out)")
+        return X.to(device=self.device, dtype=torch.float32), y.to(device=self.device, dtype=torch.long)
+
+    def init_model(self) -> torch.nn.Module:
+        """``model_factory()``; subclasses without a factory override this."""
+        if self.model_factory is None:
+            raise NotImplementedError(f"{type(self).__name__} has no model_factory")
+        return self.model_factory()
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Split]:
+        """Endless ``(X[idx], y[idx])`` batches in the documented randperm order.
+
+        Raises ``ValueError`` right away (not at the first ``next``) when ``batch_size``
+        exceeds the training set, since no full batch could ever be drawn.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+        batch_size = int(batch_size)
+        if batch_size > self.train_size:
+            raise ValueError(f"batch_size {batch_size} exceeds the {self.train_size} training samples "
+                             "(the last partial batch of an epoch is dropped, so no batch would be drawn)")
+        return self._epochs(batch_size, generator)
+
+    def _epochs(self, batch_size: int, generator: torch.Generator) -> Iterator[Split]:
+        X, y = self.splits["train"]
+        n = self.train_size
+        full = n // batch_size
+        while True:
+            perm = torch.randperm(n, generator=generator, device=self.device)
+            for idx in perm[: full * batch_size].view(full, batch_size):
+                yield X[idx], y[idx]
+
+    def loss(self, model: torch.nn.Module, batch: Split) -> torch.Tensor:
+        """Mean cross-entropy of the model's logits on the batch."""
+        X, y = batch
+        return F.cross_entropy(model(X), y)
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Loss and accuracy on every sample of each split, in eval mode, with one host sync."""
+        was_training = model.training
+        model.eval()
+        names, values = [], []
+        try:
+            with torch.no_grad():
+                for name, (X, y) in self.splits.items():
+                    loss_sum = torch.zeros((), device=self.device)
+                    correct = torch.zeros((), device=self.device, dtype=torch.long)
+                    for start in range(0, len(y), self.eval_batch_size):
+                        logits = model(X[start:start + self.eval_batch_size])
+                        target = y[start:start + self.eval_batch_size]
+                        loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
+                        correct += (logits.argmax(-1) == target).sum()
+                    names += [f"{name}_loss", f"{name}_accuracy"]
+                    values += [loss_sum / len(y), correct.float() / len(y)]
+        finally:
+            model.train(was_training)
+        return dict(zip(names, torch.stack(values).tolist(), strict=True))
