@@ -1,0 +1,40 @@
+"""Executors: a process pool stores the same numbers as running in-process."""
+
+from __future__ import annotations
+
+import torch
+
+from bench_core import runner
+from bench_core.executors import InProcessExecutor, ProcessPoolExecutorBackend, default_workers
+from bench_core.suite import expand
+
+
+def test_process_pool_and_in_process_give_identical_results(catalog):
+    sweep = expand({"problems": ["quadratic", "digits_mlp"], "optimizers": ["sgd", "adam"], "lr": 0.01,
+                    "batch_size": 16, "seeds": [0, 1], "steps": 25, "evals": 5, "device": "cpu"}, catalog)
+    groups = [[config] for config in sweep.trials]
+    local = {g[0].trial_id: r[0] for g, r in InProcessExecutor(catalog).run(groups)}
+    with ProcessPoolExecutorBackend(workers=2, threads_per_worker=1) as pool:
+        remote = {g[0].trial_id: r[0] for g, r in pool.run(groups)}
+    assert local.keys() == remote.keys() == {c.trial_id for c in sweep.trials}
+    for trial_id, result in local.items():
+        assert result.status == remote[trial_id].status == "ok"
+        for ours, theirs in zip(result.curve, remote[trial_id].curve, strict=True):
+            assert ours["train_loss"] == theirs["train_loss"]
+
+
+def test_default_workers_one_per_core_on_cpu_one_on_cuda(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert default_workers("cpu", trials=100) == 8
+    assert default_workers("cpu", trials=3) == 3
+    assert default_workers("cuda", trials=100) == 1
+    assert default_workers("cuda:1", trials=100) == 1
+
+
+def test_timing_synchronises_cuda_before_reading_the_clock(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    runner._now(torch.device("cpu"))
+    assert calls == []
+    runner._now(torch.device("cuda:0"))
+    assert calls == [torch.device("cuda:0")]
