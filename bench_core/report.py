@@ -112,10 +112,14 @@ def _mean_std(values: pd.Series, digits: int = 4) -> str:
     return f"{values.mean():.{digits}g} ± {values.std(ddof=1):.2g}"
 
 
-def _describe_config(config: pd.Series) -> str:
+def _describe_config(config: pd.Series, trials: pd.DataFrame) -> str:
+    """The selected values of lr, batch size and of every setting the sweep varied for this optimizer."""
+    rows = trials[trials["optimizer"] == config["optimizer"]]
     parts = []
     for column, value in config.items():
         if column == "optimizer" or pd.isna(value):
+            continue
+        if column not in ("hp.lr", "batch_size") and rows[column].nunique(dropna=False) < 2:
             continue
         name = column.removeprefix("hp.")
         parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
@@ -136,13 +140,14 @@ def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, f
         target = f"{reached.median():g} ({len(reached)}/{len(rows)})" if len(reached) else f"– (0/{len(rows)})"
         all_of_optimizer = trials[trials["optimizer"] == config["optimizer"]]
         diverged = f"{(all_of_optimizer['status'] == 'diverged').sum()}/{len(all_of_optimizer)}"
-        table.append([config["optimizer"], _describe_config(config), _mean_std(ok[metric]),
+        table.append([config["optimizer"], _describe_config(config, trials), _mean_std(ok[metric]),
                       *[_mean_std(ok[c]) for c in test_columns], target, diverged])
     table.sort(key=lambda row: _sort_key(row[2]))
     parts = [f"## {problem}", "",
              f"Best configuration per optimizer, selected on mean `{metric.removeprefix('final.')}` over seeds; "
              "values are mean ± std over seeds. *Steps to target*: median over seeds that reached the "
-             "problem's target (how many did). *Diverged*: over all of the optimizer's trials.", "",
+             "problem's target (how many did). *Diverged*: over all of the optimizer's trials. The "
+             "configuration lists the learning rate, the batch size and whatever else the sweep varied.", "",
              tabulate(table, headers, tablefmt="github"), ""]
     curve_png = _plot_curves(problem, trials, best, curves, folder)
     if curve_png:
