@@ -4,6 +4,7 @@ The names exported here are the public API for plugin authors; see ``bench_core.
 for the hooks a plugin implements.
 """
 
+from bench_core.classification import ClassificationProblem
 from bench_core.hookspecs import hookimpl
 from bench_core.specs import (
     Budget,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Budget",
+    "ClassificationProblem",
     "OptimizerSpec",
     "Param",
     "Problem",
