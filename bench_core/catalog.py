@@ -14,7 +14,6 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,11 +76,9 @@ class Catalog:
 
     def notify_trial_finished(self, config: Any, result: Any) -> list[str]:
         """Call every observer; return one message per observer that raised."""
-        failures = []
-        for plugin, error in _call_each(self.manager, "optbench_trial_finished", config=config, result=result):
-            if error is not None:
-                failures.append(f"plugin {plugin!r}: optbench_trial_finished raised {error}")
-        return failures
+        answers = _call_each(self.manager, "optbench_trial_finished", config=config, result=result)
+        return [f"plugin {plugin!r}: optbench_trial_finished raised {_one_line(answer)}"
+                for plugin, answer in answers if isinstance(answer, Exception)]
 
 
 def load_catalog(plugin_paths: Sequence[str | os.PathLike] = (), autoload: bool | None = None) -> Catalog:
@@ -192,7 +189,7 @@ def _collect(catalog: Catalog, hook_name: str, kind: str, spec_class: type) -> N
     for plugin, answer in _call_each(catalog.manager, hook_name):
         where = f"plugin {plugin!r} ({catalog.plugins[plugin].source})"
         if isinstance(answer, BaseException):
-            catalog.issues.append(f"{where}: {hook_name} raised {answer}")
+            catalog.issues.append(f"{where}: {hook_name} raised {_one_line(answer)}")
             continue
         if answer is None:
             continue
@@ -231,24 +228,16 @@ def _call_each(manager: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> 
         try:
             answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
         except Exception as exc:
-            answer = _PluginFailure(_one_line(exc), traceback.format_exc())
+            answer = exc
         if trace:
             print(f"optbench: hook {hook_name} -> {impl.plugin_name}: {_describe(answer)}", file=sys.stderr)
         answers.append((impl.plugin_name, answer))
-    if hook_name == "optbench_trial_finished":
-        return [(name, answer if isinstance(answer, BaseException) else None) for name, answer in answers]
     return answers
-
-
-class _PluginFailure(Exception):
-    def __init__(self, message: str, formatted: str) -> None:
-        super().__init__(message)
-        self.formatted = formatted
 
 
 def _describe(answer: Any) -> str:
     if isinstance(answer, BaseException):
-        return f"raised {answer}"
+        return f"raised {_one_line(answer)}"
     if isinstance(answer, list | tuple):
         return "[" + ", ".join(getattr(item, "name", repr(item)) for item in answer) + "]"
     return repr(answer)
