@@ -184,15 +184,9 @@ def _plot_curves(problem: str, trials: pd.DataFrame, best: pd.DataFrame, curves:
     if not drawn:
         plt.close(fig)
         return None
-    values = curves.loc[curves["trial_id"].isin(trials["trial_id"]), "train_loss"]
-    if (values.dropna() > 0).all():
-        ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"{problem}: best configuration per optimizer (band: min-max over seeds)")
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    return _save(fig, folder, f"{problem}_curves.png")
+    values = curves.loc[curves["trial_id"].isin(trials["trial_id"]), "train_loss"].dropna()
+    return _save(fig, ax, folder, f"{problem}_curves.png", "optimizer step", "training loss",
+                 f"{problem}: best configuration per optimizer (band: min-max over seeds)", log_y=(values > 0).all())
 
 
 def _plot_lr(problem: str, trials: pd.DataFrame, folder: Path) -> str | None:
@@ -213,17 +207,18 @@ def _plot_lr(problem: str, trials: pd.DataFrame, folder: Path) -> str | None:
         if failed:
             ax.scatter(failed, [ceiling] * len(failed), marker="x", color=line.get_color())
     ax.set_xscale("log")
-    if (finite > 0).all():
+    return _save(fig, ax, folder, f"{problem}_lr.png", "learning rate", "final training loss (median over seeds)",
+                 f"{problem}: learning-rate sensitivity (x: every run diverged)", log_y=(finite > 0).all())
+
+
+def _save(fig: plt.Figure, ax: plt.Axes, folder: Path, name: str, xlabel: str, ylabel: str, title: str,
+          log_y: bool) -> str:
+    """Label, save and close a figure; return its file name for the Markdown link."""
+    if log_y:
         ax.set_yscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("final training loss (median over seeds)")
-    ax.set_title(f"{problem}: learning-rate sensitivity (x: every run diverged)")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
-    return _save(fig, folder, f"{problem}_lr.png")
-
-
-def _save(fig: plt.Figure, folder: Path, name: str) -> str:
     fig.tight_layout()
     fig.savefig(folder / name, dpi=110)
     plt.close(fig)
