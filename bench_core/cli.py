@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from bench_core.errors import UserError
 
 DEFAULT_RESULTS = "results/optbench.sqlite"
 DEFAULT_REPORTS = "reports"
+DATA_DIR_VARIABLE = "OPTBENCH_DATA_DIR"
 EXIT_TRIAL_ERRORS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -76,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--epochs", type=int, help="budget in epochs")
     run.add_argument("--evals", type=int, help="number of evaluations along each run (default 20)")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's, else auto)")
+    run.add_argument("--data-dir", metavar="DIR",
+                     help="folder holding local data sets such as MNIST or CIFAR-10 (sets OPTBENCH_DATA_DIR; "
+                     "default: $OPTBENCH_DATA_DIR, else ./data)")
     run.add_argument("--workers", type=int, help="worker processes; 1 runs in-process (default: one per "
                      "CPU core, 1 on CUDA)")
     run.add_argument("--name", help="suite name to store a custom sweep under (default: custom)")
@@ -132,6 +137,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench_core.store import Store
     from bench_core.suite import adhoc_settings, expand, read_suite
 
+    if args.data_dir is not None:
+        if not Path(args.data_dir).is_dir():
+            raise UserError(f"--data-dir {args.data_dir}: no such folder")
+        # An environment variable, not a problem option: where the data lies is not part of a trial's identity,
+        # and worker processes inherit it.
+        os.environ[DATA_DIR_VARIABLE] = str(Path(args.data_dir).resolve())
     catalog = _load(args)
     overrides = _overrides(args)
     if args.suite is None and args.problem is not None:
