@@ -134,6 +134,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench_core.driver import run_sweep
     from bench_core.executors import default_workers
+    from bench_core.runner import ProblemCache
     from bench_core.store import Store
     from bench_core.suite import adhoc_settings, expand, read_suite
 
@@ -152,7 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings, source = read_suite(args.suite or "default")
         if args.name:
             settings["name"] = args.name
-    sweep = expand(settings, catalog, source, overrides)
+    problems = ProblemCache(catalog)
+    sweep = expand(settings, catalog, source, overrides, problems)
     if not sweep.trials:
         raise UserError(f"{source}: the sweep has no trials")
     workers = args.workers if args.workers is not None else default_workers(sweep.trials[0].device,
@@ -165,7 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Store(args.results) as store:
         print(f"optbench: suite {sweep.name!r} ({source}): {len(sweep.trials)} trials on "
               f"{sweep.trials[0].device} with {workers} worker(s); results in {args.results}", file=sys.stderr)
-        outcome = run_sweep(sweep, catalog, store, workers, progress=False if args.no_progress else None)
+        outcome = run_sweep(sweep, catalog, store, workers, progress=False if args.no_progress else None,
+                            problems=problems)
         print(f"optbench: {outcome.summary()}", file=sys.stderr)
         for config, message in outcome.errors[:10]:
             print(f"optbench: error in trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",

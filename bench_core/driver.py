@@ -11,6 +11,7 @@ from tqdm import tqdm
 from bench_core.catalog import Catalog
 from bench_core.environment import environment
 from bench_core.executors import make_executor
+from bench_core.runner import ProblemCache
 from bench_core.store import Store
 from bench_core.suite import Sweep
 from bench_core.trial import TrialConfig
@@ -31,7 +32,7 @@ class SweepOutcome:
 
 
 def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progress: bool | None = None,
-              autoload: bool | None = None) -> SweepOutcome:
+              autoload: bool | None = None, problems: ProblemCache | None = None) -> SweepOutcome:
     """Run every trial of ``sweep`` not yet stored, writing one transaction per finished trial.
 
     Only this (driver) process writes the store, so a kill at any moment loses at most the
@@ -48,7 +49,7 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
         return outcome
     bar = tqdm(total=len(todo), unit="trial", desc=sweep.name, disable=None if progress is None else not progress,
                file=sys.stderr, dynamic_ncols=True)
-    with bar, make_executor(min(workers, len(todo)), catalog, autoload) as executor:
+    with bar, make_executor(min(workers, len(todo)), catalog, autoload, problems) as executor:
         for group, results in executor.run([config] for config in todo):
             for config, result in zip(group, results, strict=True):
                 store.save(config, result)

@@ -47,8 +47,8 @@ class Executor(ABC):
 class InProcessExecutor(Executor):
     """Runs trials one by one in the calling process (``--workers 1``)."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self.problems = ProblemCache(catalog)
+    def __init__(self, catalog: Catalog, problems: ProblemCache | None = None) -> None:
+        self.problems = problems or ProblemCache(catalog)
 
     def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
         for group in groups:
@@ -105,10 +105,11 @@ class ProcessPoolExecutorBackend(Executor):
         self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
-def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None) -> Executor:
-    """The in-process executor for one worker, a process pool for more."""
+def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
+                  problems: ProblemCache | None = None) -> Executor:
+    """The in-process executor for one worker (reusing ``problems`` already built), a process pool for more."""
     if workers <= 1:
-        return InProcessExecutor(catalog)
+        return InProcessExecutor(catalog, problems)
     return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload)
 
 

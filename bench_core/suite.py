@@ -22,7 +22,8 @@ import torch
 
 from bench_core.catalog import Catalog
 from bench_core.errors import UserError
-from bench_core.specs import Budget, ProblemSpec
+from bench_core.runner import ProblemCache
+from bench_core.specs import Budget, Problem, ProblemSpec
 from bench_core.trial import TrialConfig
 
 #: Sweep axes every trial has, besides the optimizer's own hyperparameters.
@@ -89,8 +90,11 @@ def resolve_device(name: str) -> str:
 
 
 def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
-           overrides: Mapping[str, Any] | None = None) -> Sweep:
+           overrides: Mapping[str, Any] | None = None, problems_cache: ProblemCache | None = None) -> Sweep:
     """Expand suite settings (plus command-line overrides, which win) into trial configs.
+
+    Each problem variant is built once on the CPU to validate its options and learn its
+    size; pass the ``problems_cache`` an in-process run will use, so it is built only once.
 
     :raises UserError: naming the source, the key and the value for anything invalid.
     """
@@ -117,6 +121,7 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
     sweep = Sweep(str(settings.get("name", "custom")), str(settings.get("description", "")), source,
                   dict(settings) | ({"overrides": overrides} if overrides else {}))
     seen: set[str] = set()
+    cache = problems_cache or ProblemCache(catalog)
     for problem_name in problems:
         pspec = catalog.problems[problem_name]
         ptable = dict(problem_tables.get(problem_name, {}))
@@ -125,7 +130,7 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
             if key not in AXES and key not in hyperparams:
                 raise UserError(f"{source}: [problem.{problem_name}] unknown key {key!r}")
         for options in option_sets:
-            probe = _probe(pspec, options, source)
+            probe = _probe(cache, pspec, options, source)
             for optimizer_name in optimizers:
                 ospec = catalog.optimizers[optimizer_name]
                 otable = optimizer_tables.get(optimizer_name, {})
@@ -201,10 +206,10 @@ def _budget(layers, pspec: ProblemSpec, problem_name: str, train_size: int | Non
     return budget
 
 
-def _probe(pspec: ProblemSpec, options: dict[str, Any], source: str):
+def _probe(cache: ProblemCache, pspec: ProblemSpec, options: dict[str, Any], source: str) -> Problem:
     """Build the problem on the CPU once, to validate options and learn its size."""
     try:
-        return pspec.build(device=torch.device("cpu"), **options)
+        return cache.get(pspec.name, options, "cpu")
     except (ValueError, TypeError) as exc:
         raise UserError(f"{source}: problem {pspec.name!r} options {options}: {exc}") from None
 
