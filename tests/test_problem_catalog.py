@@ -1,0 +1,44 @@
+"""Every registered problem honours the contract the harness relies on."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench_core.catalog import load_catalog
+from bench_core.runner import ProblemCache, run_trial
+from bench_core.specs import Budget
+from bench_core.trial import TrialConfig
+
+CATALOG = load_catalog()
+
+
+def _build_or_skip(cache: ProblemCache, name: str):
+    try:
+        return cache.get(name, dict(CATALOG.problems[name].options), "cpu")
+    except ValueError as exc:
+        if "not found" in str(exc):
+            pytest.skip(f"{name}: local data set absent ({exc})")
+        raise
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG.problems))
+def test_problem_runs_and_reports_the_metric_its_target_names(name):
+    spec = CATALOG.problems[name]
+    assert spec.description, "every problem needs a one-line description for optbench list"
+    cache = ProblemCache(CATALOG)
+    problem = _build_or_skip(cache, name)
+    batch_size = min(spec.batch_size, problem.train_size or spec.batch_size) if problem.stochastic else None
+    config = TrialConfig(problem=name, optimizer="sgd", hyperparams={"lr": 1e-4}, budget=Budget("steps", 3),
+                         batch_size=batch_size, problem_options=dict(spec.options), evals=1)
+    result = run_trial(config, cache)
+    assert result.status == "ok", result.error
+    assert result.steps == 3 and len(result.curve) == 2
+    metrics = result.final
+    assert "train_loss" in metrics and all(math.isfinite(v) for v in metrics.values())
+    if problem.target is not None:
+        assert problem.target.metric in metrics, f"target metric {problem.target.metric!r} is never reported"
+    assert problem.maximize <= set(metrics), "maximized metrics must be reported metrics"
+    if spec.budget.unit == "epochs":
+        assert problem.train_size, "an epoch budget needs a finite training set"
