@@ -20,7 +20,23 @@ import torch
 
 from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl
 
-__all__ = ["AnalyticProblem", "NoisyQuadratic", "Rosenbrock", "optbench_problems"]
+__all__ = [
+    "Ackley",
+    "AnalyticProblem",
+    "Beale",
+    "Booth",
+    "ClassicFunction",
+    "GoldsteinPrice",
+    "Himmelblau",
+    "Levy",
+    "NoisyQuadratic",
+    "Rastrigin",
+    "Rosenbrock",
+    "RosenbrockND",
+    "Sphere",
+    "StyblinskiTang",
+    "optbench_problems",
+]
 
 #: The quadratic's target as a fraction of f(x0); see :class:`NoisyQuadratic`.
 QUADRATIC_TARGET_FRACTION = 3e-4
@@ -52,6 +68,8 @@ class AnalyticProblem(Problem):
     """
 
     train_size = None
+    #: The global minimum value f* (at every row of ``minimisers``).
+    f_star: float = 0.0
 
     def __init__(self, start: torch.Tensor, minimisers: torch.Tensor, noise: float = 0.0,
                  device: torch.device | str = "cpu") -> None:
@@ -60,7 +78,7 @@ class AnalyticProblem(Problem):
         self.noise = float(noise)
         self.stochastic = self.noise > 0
         self.start = start.detach().to(torch.float32).cpu()
-        minimisers = minimisers.detach().to(dtype=torch.float32, device=self.device)
+        minimisers = minimisers.detach().to(dtype=torch.float64, device=self.device)
         self.minimisers = minimisers.reshape(-1, self.start.numel())
         self.dim = self.start.numel()
         scale = self.noise_scale().to(dtype=torch.float32, device=self.device)
@@ -111,11 +129,16 @@ class AnalyticProblem(Problem):
         return torch.linalg.vector_norm(x.unsqueeze(-2) - self.minimisers, dim=-1).amin(-1)
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
-        """The noise-free objective (there is no held-out data: test equals train) and the distance to go."""
+        """The noise-free objective, its gap to the known minimum and the distance still to go.
+
+        There is no held-out data, so test equals train. Evaluated in float64 so that the
+        gap ``f - f*`` keeps its digits even where f* is large (Styblinski-Tang's is -39 d).
+        """
         with torch.no_grad():
-            x = model.x.detach()
-            values = torch.stack([self.f(x), self.distance_to_optimum(x)]).tolist()
-        return {"train_loss": values[0], "test_loss": values[0], "distance_to_optimum": values[1]}
+            x = model.x.detach().double()
+            value, distance = torch.stack([self.f(x), self.distance_to_optimum(x)]).tolist()
+        return {"train_loss": value, "test_loss": value, "train_suboptimality": value - self.f_star,
+                "distance_to_optimum": distance}
 
 
 class Rosenbrock(AnalyticProblem):
@@ -137,10 +160,11 @@ class Rosenbrock(AnalyticProblem):
 class NoisyQuadratic(AnalyticProblem):
     """f(x) = 1/2 sum_i h_i x_i^2 with h log-spaced from 1 to ``condition``: the noisy quadratic model.
 
-    This is the model Zhang et al. (2019, "Which algorithmic choices matter at which batch
-    sizes?") use to predict how batch size interacts with optimizers: the per-sample
-    gradient noise has covariance ``sigma^2 H`` (aligned with curvature, as the Fisher is
-    near an optimum), so a batch of B has covariance ``sigma^2 diag(h) / B``. Start at
+    A small, fast cousin of the noisy quadratic model of Zhang et al. (2019, "Which
+    algorithmic choices matter at which batch sizes?"; the paper's own spectrum is the
+    ``nqm`` problem): the per-sample gradient noise has covariance ``sigma^2 H`` (aligned
+    with curvature, as the Fisher is near an optimum), so a batch of B has covariance
+    ``sigma^2 diag(h) / B``. Start at
     ``x0 = (1, ..., 1)``, minimum 0 at the origin; ``eigenvalues`` holds h (on the device).
 
     Defaults and target. The target is ``f <= 3e-4 * f(x0)`` (0.0372 at the default dim 10
@@ -168,6 +192,238 @@ class NoisyQuadratic(AnalyticProblem):
 
     def noise_scale(self) -> torch.Tensor:
         return self.eigenvalues.sqrt()
+
+
+#: Target of the classic test functions: f within this much of the known minimum f*.
+GAP_TARGET = 1e-3
+
+
+class ClassicFunction(AnalyticProblem):
+    """A classic optimization test function: known minimisers and minimum f*, a fixed start.
+
+    Target: ``train_suboptimality = f - f* <= 1e-3``. Formulas and minima follow Surjanovic &
+    Bingham's Virtual Library of Simulation Experiments (sfu.ca/~ssurjano) unless a class says
+    otherwise; start points are stated per class. Every class takes ``noise`` (gradient noise
+    of standard deviation ``noise / sqrt(B)`` per coordinate, see :class:`AnalyticProblem`).
+    """
+
+    target = Target("train_suboptimality", GAP_TARGET)
+
+
+def tiled(pattern: list[float], dim: int) -> torch.Tensor:
+    """``pattern`` repeated to length ``dim``: the start of an n-dimensional function."""
+    return torch.tensor(pattern * (dim // len(pattern) + 1), dtype=torch.float32)[:dim]
+
+
+class Sphere(ClassicFunction):
+    """f(x) = sum_i x_i^2: a perfectly conditioned bowl, minimum 0 at the origin; start (1, ..., 1).
+
+    The baseline: every sensible optimizer solves it, so it isolates step-size behaviour
+    (gradient descent at lr 0.5 lands on the minimum in one step).
+    """
+
+    def __init__(self, dim: int = 10, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        check_integer("dim", dim, minimum=1)
+        super().__init__(torch.ones(int(dim)), torch.zeros(1, int(dim)), noise, device)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        return (x**2).sum(-1)
+
+
+class RosenbrockND(ClassicFunction):
+    """f(x) = sum_{i<d} 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2: the chained Rosenbrock valley.
+
+    Minimum 0 at (1, ..., 1). Start (-1.2, 1, -1.2, 1, ...), the extended-Rosenbrock start of
+    Moré, Garbow & Hillstrom (1981). For d >= 4 there is also a local minimum near
+    (-1, 1, ..., 1) (Kok & Sandrock 2009), so a solver can end on the wrong floor.
+    """
+
+    def __init__(self, dim: int = 10, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        check_integer("dim", dim, minimum=2)
+        super().__init__(tiled([-1.2, 1.0], int(dim)), torch.ones(1, int(dim)), noise, device)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        head, tail = x[..., :-1], x[..., 1:]
+        return (100 * (tail - head**2) ** 2 + (1 - head) ** 2).sum(-1)
+
+
+class Rastrigin(ClassicFunction):
+    """f(x) = 10 d + sum_i (x_i^2 - 10 cos(2 pi x_i)): a bowl covered in a grid of local minima.
+
+    Minimum 0 at the origin; a local minimum sits near every integer point. Start
+    (-2, 3.5, -2, 3.5, ...), as in pytorch-optimizer's optimizer visualisations: plain
+    gradient descent stops in the nearest local minimum, so reaching the target takes a
+    large step, momentum or noise. Measured over 1000 steps and lr 1e-3 to 1, no run of SGD,
+    heavy-ball momentum or Adam reaches the target from there: a deliberately hard problem.
+    """
+
+    def __init__(self, dim: int = 2, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        check_integer("dim", dim, minimum=1)
+        super().__init__(tiled([-2.0, 3.5], int(dim)), torch.zeros(1, int(dim)), noise, device)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        return 10 * x.shape[-1] + (x**2 - 10 * torch.cos(2 * math.pi * x)).sum(-1)
+
+
+class Ackley(ClassicFunction):
+    """f(x) = -20 exp(-0.2 sqrt(mean x^2)) - exp(mean cos(2 pi x)) + 20 + e: a funnel with ripples.
+
+    Minimum 0 at the origin, where the square root makes f a cone: its gradient there is
+    undefined, and the naive formula gives NaN. We return the subgradient 0 at the origin
+    (the square root is only taken of positive values), so an optimizer that lands exactly
+    on the minimum stays there. Start (2.3, -1.7, 2.3, -1.7, ...) in the ripples off the funnel.
+
+    The cone is why this function is here: near the minimum the gradient keeps its size, so
+    a constant step size circles the minimum instead of settling. Measured over 1000 steps
+    and lr 1e-3 to 1: no constant-lr run of SGD, heavy-ball momentum or Adam reaches the
+    target, while SGD at lr 0.1 or 1 with cosine decay does (step 969 and 991).
+    """
+
+    def __init__(self, dim: int = 2, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        check_integer("dim", dim, minimum=1)
+        super().__init__(tiled([2.3, -1.7], int(dim)), torch.zeros(1, int(dim)), noise, device)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        mean_square = (x**2).mean(-1)
+        positive = mean_square > 0
+        radius = torch.where(positive, torch.where(positive, mean_square, 1.0).sqrt(), 0.0)
+        ripples = torch.cos(2 * math.pi * x).mean(-1)
+        return -20 * torch.exp(-0.2 * radius) - torch.exp(ripples) + 20 + math.e
+
+
+class Beale(ClassicFunction):
+    """f(x, y) = (1.5 - x + xy)^2 + (2.25 - x + xy^2)^2 + (2.625 - x + xy^3)^2; minimum 0 at (3, 0.5).
+
+    Flat plateaus and steep ridges (the y^3 term); start (1, 1) as in Moré, Garbow & Hillstrom.
+    """
+
+    def __init__(self, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        super().__init__(torch.tensor([1.0, 1.0]), torch.tensor([[3.0, 0.5]]), noise, device)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = x[..., 0], x[..., 1]
+        return (1.5 - u + u * v) ** 2 + (2.25 - u + u * v**2) ** 2 + (2.625 - u + u * v**3) ** 2
+
+
+class Booth(ClassicFunction):
+    """f(x, y) = (x + 2y - 7)^2 + (2x + y - 5)^2: a tilted quadratic (condition number 9); minimum 0 at (1, 3).
+
+    Start (0, 0).
+    """
+
+    def __init__(self, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        super().__init__(torch.tensor([0.0, 0.0]), torch.tensor([[1.0, 3.0]]), noise, device)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = x[..., 0], x[..., 1]
+        return (u + 2 * v - 7) ** 2 + (2 * u + v - 5) ** 2
+
+
+class Himmelblau(ClassicFunction):
+    """f(x, y) = (x^2 + y - 11)^2 + (x + y^2 - 7)^2: four global minima, all with f = 0.
+
+    At (3, 2) and near (-2.805118, 3.131313), (-3.779310, -3.283186), (3.584428, -1.848127);
+    the three irrational ones are solved to float64 precision by Newton's method on import.
+    Start (0, 0): which minimum an optimizer finds depends on its path.
+    """
+
+    def __init__(self, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        super().__init__(torch.tensor([0.0, 0.0]), himmelblau_minimisers(), noise, device)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = x[..., 0], x[..., 1]
+        return (u**2 + v - 11) ** 2 + (u + v**2 - 7) ** 2
+
+
+class StyblinskiTang(ClassicFunction):
+    """f(x) = 1/2 sum_i (x_i^4 - 16 x_i^2 + 5 x_i): a double well per coordinate.
+
+    The global minimiser has every coordinate at the smallest root of 4t^3 - 32t + 5 = 0,
+    t* = -2.903534027771..., computed here to float64 precision, so f* = -39.16616570377... d
+    (the often quoted -39.16599 d is off in its fifth digit). The other well, near
+    t = 2.7468, is a local minimum. Start at the origin, on the ridge between the wells,
+    where the gradient (2.5 per coordinate) points to the global one.
+    """
+
+    def __init__(self, dim: int = 2, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        check_integer("dim", dim, minimum=1)
+        root = styblinski_tang_root()
+        super().__init__(torch.zeros(int(dim)), torch.full((1, int(dim)), root, dtype=torch.float64), noise, device)
+        self.f_star = int(dim) * 0.5 * (root**4 - 16 * root**2 + 5 * root)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (x**4 - 16 * x**2 + 5 * x).sum(-1)
+
+
+class GoldsteinPrice(ClassicFunction):
+    """Goldstein-Price: f = [1 + (x+y+1)^2 (19 - 14x + 3x^2 - 14y + 6xy + 3y^2)]
+    [30 + (2x-3y)^2 (18 - 32x + 12x^2 + 48y - 36xy + 27y^2)].
+
+    Minimum 3 at (0, -1); values span orders of magnitude (f(0, 0) = 600), and there are
+    local minima at (-0.6, -0.4) (f = 30), (1.8, 0.2) (f = 84) and (1.2, 0.8) (f = 840).
+    Start (-0.5, 0.25).
+    """
+
+    f_star = 3.0
+
+    def __init__(self, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        super().__init__(torch.tensor([-0.5, 0.25]), torch.tensor([[0.0, -1.0]]), noise, device)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = x[..., 0], x[..., 1]
+        first = 1 + (u + v + 1) ** 2 * (19 - 14 * u + 3 * u**2 - 14 * v + 6 * u * v + 3 * v**2)
+        second = 30 + (2 * u - 3 * v) ** 2 * (18 - 32 * u + 12 * u**2 + 48 * v - 36 * u * v + 27 * v**2)
+        return first * second
+
+
+class Levy(ClassicFunction):
+    """Lévy function, the form of Laguna & Martí (2005) as given by Surjanovic & Bingham: with
+    w_i = 1 + (x_i - 1) / 4,
+
+        f = sin^2(pi w_1) + sum_{i<d} (w_i - 1)^2 [1 + 10 sin^2(pi w_i + 1)]
+            + (w_d - 1)^2 [1 + sin^2(2 pi w_d)].
+
+    Minimum 0 at (1, ..., 1), among many local minima. Start (4, -2, 4, -2, ...), two ridges
+    away: measured over 1000 steps and lr 1e-3 to 1, SGD and heavy-ball momentum stop in a
+    local minimum while Adam at lr 1 reaches the target in 33 steps (its sign-like steps
+    hop over the ridges).
+    """
+
+    def __init__(self, dim: int = 2, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
+        check_integer("dim", dim, minimum=1)
+        super().__init__(tiled([4.0, -2.0], int(dim)), torch.ones(1, int(dim)), noise, device)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        w = 1 + (x - 1) / 4
+        head, last = w[..., :-1], w[..., -1]
+        inner = ((head - 1) ** 2 * (1 + 10 * torch.sin(math.pi * head + 1) ** 2)).sum(-1)
+        return (torch.sin(math.pi * w[..., 0]) ** 2 + inner
+                + (last - 1) ** 2 * (1 + torch.sin(2 * math.pi * last) ** 2))
+
+
+def styblinski_tang_root() -> float:
+    """The smallest root of 4t^3 - 32t + 5 (the Styblinski-Tang minimiser), to float64 precision."""
+    t = -2.9035
+    for _ in range(50):
+        step = (4 * t**3 - 32 * t + 5) / (12 * t**2 - 32)
+        t -= step
+        if abs(step) < 1e-17:
+            break
+    return t
+
+
+def himmelblau_minimisers() -> torch.Tensor:
+    """Himmelblau's four minimisers, Newton-polished in float64 from their published 6-digit values."""
+    approximate = [[3.0, 2.0], [-2.805118, 3.131312], [-3.779310, -3.283186], [3.584428, -1.848126]]
+    roots = []
+    for point in approximate:
+        u, v = point
+        for _ in range(20):  # Newton on the two residuals r1 = u^2 + v - 11, r2 = u + v^2 - 7 (both 0 at a minimum)
+            r1, r2 = u**2 + v - 11, u + v**2 - 7
+            det = (2 * u) * (2 * v) - 1
+            u, v = u - (2 * v * r1 - r2) / det, v - (2 * u * r2 - r1) / det
+        roots.append([u, v])
+    return torch.tensor(roots, dtype=torch.float64)
 
 
 def log_spaced(low: float, high: float, n: int) -> torch.Tensor:
@@ -203,9 +459,27 @@ def build_quadratic(device: torch.device | str = "cpu", dim: int = 10, condition
     return NoisyQuadratic(dim=dim, condition=condition, noise=noise, device=device)
 
 
+#: name -> (class, options, steps budget, description) of the classic functions; targets are f - f* <= 1e-3.
+CLASSIC_FUNCTIONS: dict[str, tuple[type[ClassicFunction], dict[str, float], int, str]] = {
+    "sphere": (Sphere, {"dim": 10, "noise": 0.0}, 200, "Sphere sum x^2 in 10-D from (1, ..., 1)"),
+    "rosenbrock_nd": (RosenbrockND, {"dim": 10, "noise": 0.0}, 2000,
+                      "Chained Rosenbrock valley in 10-D from (-1.2, 1, ...)"),
+    "rastrigin": (Rastrigin, {"dim": 2, "noise": 0.0}, 1000, "Rastrigin: a grid of local minima, from (-2, 3.5)"),
+    "ackley": (Ackley, {"dim": 2, "noise": 0.0}, 1000, "Ackley: a cone-shaped funnel under ripples, from (2.3, -1.7)"),
+    "beale": (Beale, {"noise": 0.0}, 1000, "Beale: plateaus and steep ridges, from (1, 1)"),
+    "booth": (Booth, {"noise": 0.0}, 200, "Booth: a tilted quadratic, from (0, 0)"),
+    "himmelblau": (Himmelblau, {"noise": 0.0}, 200, "Himmelblau: four global minima, from (0, 0)"),
+    "styblinski_tang": (StyblinskiTang, {"dim": 2, "noise": 0.0}, 200,
+                        "Styblinski-Tang double wells, from the origin; f* = -39.166166 d"),
+    "goldstein_price": (GoldsteinPrice, {"noise": 0.0}, 500,
+                        "Goldstein-Price: values over orders of magnitude, f* = 3, from (-0.5, 0.25)"),
+    "levy": (Levy, {"dim": 2, "noise": 0.0}, 500, "Levy (Laguna & Marti form): many local minima, from (4, -2)"),
+}
+
+
 @hookimpl
 def optbench_problems() -> list[ProblemSpec]:
-    return [
+    specs = [
         ProblemSpec(
             "rosenbrock", build_rosenbrock, options={"noise": 0.0},
             description="2-D Rosenbrock valley from (-1.2, 1); target f <= 1e-3",
@@ -217,3 +491,7 @@ def optbench_problems() -> list[ProblemSpec]:
             batch_size=32, budget=Budget("steps", 300),
         ),
     ]
+    for name, (cls, options, steps, description) in CLASSIC_FUNCTIONS.items():
+        specs.append(ProblemSpec(name, cls, options=options, description=f"{description}; target f - f* <= 1e-3",
+                                 batch_size=32, budget=Budget("steps", steps)))
+    return specs
