@@ -4,6 +4,7 @@ The names exported here are the public API for plugin authors; see ``bench_core.
 for the hooks a plugin implements.
 """
 
+from bench_core.batching import shuffled_batches
 from bench_core.classification import ClassificationProblem
 from bench_core.hookspecs import hookimpl
 from bench_core.specs import (
@@ -34,4 +35,5 @@ __all__ = [
     "__version__",
     "betas_to_kwargs",
     "hookimpl",
+    "shuffled_batches",
 ]

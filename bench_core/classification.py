@@ -5,28 +5,19 @@ data from the host during training: batches are gathered on the device with indi
 drawn there. Like every built-in problem it uses nothing but the public plugin API, so
 third-party plugins can subclass it too.
 
-Data order, exactly (so a plain PyTorch loop can reproduce a trial's batches)::
-
-    n = len(y_train)                     # self.train_size
-    while True:                          # one pass per epoch
-        perm = torch.randperm(n, generator=generator, device=device)
-        for k in range(n // batch_size): # the last partial batch is dropped
-            idx = perm[k * batch_size:(k + 1) * batch_size]
-            yield X_train[idx], y_train[idx]
-
-Dropping the partial batch keeps every step the same size (so the gradient noise and
-the step cost are the same at every step) and matches the runner, which counts
-``train_size // batch_size`` steps per epoch.
+Training batches follow :func:`bench_core.batching.shuffled_batches` (one randperm per
+epoch, the last partial batch dropped), documented there exactly so a plain PyTorch loop
+can reproduce a trial's batches.
 """
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
+from bench_core.batching import shuffled_batches
 from bench_core.specs import Problem
 
 __all__ = ["SPLITS", "ClassificationProblem", "Split"]
@@ -47,7 +38,9 @@ class ClassificationProblem(Problem):
 
     :meth:`evaluate` reports ``<split>_loss`` (mean cross-entropy) and ``<split>_accuracy``
     on every sample of each split, in chunks of ``eval_batch_size`` rows so large splits
-    fit in memory. See the module docstring for the exact training data order.
+    fit in memory. Where scoring a whole split at every evaluation costs too much, a
+    subclass sets ``eval_rows[split]`` to a fixed index tensor (on the device) of the rows
+    to score; ``None`` (the default) means every row.
     """
 
     def __init__(
@@ -72,6 +65,7 @@ class ClassificationProblem(Problem):
             if split is not None:
                 self.splits[name] = self._checked(name, split)
         self.train_size = len(self.splits["train"][1])
+        self.eval_rows: dict[str, torch.Tensor | None] = dict.fromkeys(self.splits)
         self.stochastic = True
         self.maximize = frozenset(f"{name}_accuracy" for name in self.splits)
 
@@ -94,27 +88,12 @@ class ClassificationProblem(Problem):
         return self.model_factory()
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Split]:
-        """Endless ``(X[idx], y[idx])`` batches in the documented randperm order.
+        """Endless ``(X[idx], y[idx])`` batches in :func:`~bench_core.batching.shuffled_batches` order.
 
         Raises ``ValueError`` right away (not at the first ``next``) when ``batch_size``
         exceeds the training set, since no full batch could ever be drawn.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-        batch_size = int(batch_size)
-        if batch_size > self.train_size:
-            raise ValueError(f"batch_size {batch_size} exceeds the {self.train_size} training samples "
-                             "(the last partial batch of an epoch is dropped, so no batch would be drawn)")
-        return self._epochs(batch_size, generator)
-
-    def _epochs(self, batch_size: int, generator: torch.Generator) -> Iterator[Split]:
-        X, y = self.splits["train"]
-        n = self.train_size
-        full = n // batch_size
-        while True:
-            perm = torch.randperm(n, generator=generator, device=self.device)
-            for idx in perm[: full * batch_size].view(full, batch_size):
-                yield X[idx], y[idx]
+        return shuffled_batches(self.splits["train"], batch_size, generator)
 
     def loss(self, model: torch.nn.Module, batch: Split) -> torch.Tensor:
         """Mean cross-entropy of the model's logits on the batch."""
@@ -129,6 +108,9 @@ class ClassificationProblem(Problem):
         try:
             with torch.no_grad():
                 for name, (X, y) in self.splits.items():
+                    rows = self.eval_rows.get(name)
+                    if rows is not None:
+                        X, y = X[rows], y[rows]
                     loss_sum = torch.zeros((), device=self.device)
                     correct = torch.zeros((), device=self.device, dtype=torch.long)
                     for start in range(0, len(y), self.eval_batch_size):

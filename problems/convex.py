@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -48,7 +47,7 @@ import torch.nn.functional as F
 from scipy.special import expit
 from torch import nn
 
-from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl
+from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches
 
 __all__ = [
     "LeastSquaresProblem",
@@ -149,20 +148,7 @@ class LinearModelProblem(Problem):
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless ``(X[idx], y[idx])`` batches in ClassificationProblem's documented randperm order."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-        if batch_size > self.train_size:
-            raise ValueError(f"batch_size {batch_size} exceeds the {self.train_size} training samples "
-                             "(the last partial batch of an epoch is dropped, so no batch would be drawn)")
-        return self._epochs(int(batch_size), generator)
-
-    def _epochs(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = self.train_size
-        full = n // batch_size
-        while True:
-            perm = torch.randperm(n, generator=generator, device=self.device)
-            for idx in perm[: full * batch_size].view(full, batch_size):
-                yield self.X_train[idx], self.y_train[idx]
+        return shuffled_batches((self.X_train, self.y_train), batch_size, generator)
 
     def parameters64(self, model: nn.Module) -> np.ndarray:
         """The model's flat parameter vector (weights, then bias) as float64 on the host."""

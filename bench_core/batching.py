@@ -1,0 +1,50 @@
+"""The one data order every built-in in-memory problem uses, public so plugins can share it.
+
+Exactly (so a plain PyTorch loop can reproduce a trial's batches)::
+
+    n = len(tensors[0])
+    while True:                          # one pass per epoch
+        perm = torch.randperm(n, generator=generator, device=device)
+        for k in range(n // batch_size): # the last partial batch is dropped
+            idx = perm[k * batch_size:(k + 1) * batch_size]
+            yield tuple(t[idx] for t in tensors)
+
+Dropping the partial batch keeps every step the same size (so the gradient noise and the
+step cost are the same at every step) and matches the runner, which counts
+``n // batch_size`` steps per epoch.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterator
+
+import torch
+
+__all__ = ["shuffled_batches"]
+
+
+def shuffled_batches(tensors: tuple[torch.Tensor, ...], batch_size: int,
+                     generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Endless same-sized batches of rows of ``tensors`` (all on one device) in the order above.
+
+    Raises ``ValueError`` right away (not at the first ``next``) when ``batch_size`` is not
+    a positive integer or exceeds the number of rows, since no full batch could be drawn.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+    n = len(tensors[0])
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} exceeds the {n} training samples "
+                         "(the last partial batch of an epoch is dropped, so no batch would be drawn)")
+    return _epochs(tensors, int(batch_size), generator)
+
+
+def _epochs(tensors: tuple[torch.Tensor, ...], batch_size: int,
+            generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+    n = len(tensors[0])
+    full = n // batch_size
+    while True:
+        perm = torch.randperm(n, generator=generator, device=tensors[0].device)
+        for idx in perm[: full * batch_size].view(full, batch_size):
+            yield tuple(t[idx] for t in tensors)
