@@ -22,7 +22,7 @@ Shared conventions (:class:`LinearModelProblem`):
 * The model starts at ZERO, weights and bias: f(w0) is the same for every seed (seeds
   differ only in their data order), which makes a target relative to f(w0) - f* a fixed
   number.
-* Batches follow :mod:`bench_core.classification`'s documented order: each epoch one
+* Batches follow :func:`bench_core.batching.shuffled_batches`: each epoch one
   ``torch.randperm(n_train, generator=generator, device=device)`` cut into full batches,
   the last partial batch dropped.
 * :meth:`~LinearModelProblem.evaluate` copies the weights to the host and computes every
