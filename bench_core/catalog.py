@@ -47,6 +47,7 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     hooks: tuple[str, ...] = ()
+    contract: int | None = None
 
 
 @dataclass
@@ -133,6 +134,10 @@ def _register(catalog: Catalog, info: PluginInfo, load: Callable[[], Any]) -> No
     except Exception as exc:  # a broken plugin must not take the others down
         catalog.issues.append(f"plugin {info.name!r} ({info.source}) failed to load: {_one_line(exc)}")
         return
+    contract, problem = _declared_contract(plugin)
+    if problem:
+        catalog.issues.append(f"plugin {info.name!r} ({info.source}) {problem}")
+        return
     if info.name in catalog.plugins or catalog.manager.is_registered(plugin):
         catalog.issues.append(f"plugin {info.name!r} ({info.source}) is already registered; ignored")
         return
@@ -141,8 +146,27 @@ def _register(catalog: Catalog, info: PluginInfo, load: Callable[[], Any]) -> No
     except Exception as exc:
         catalog.issues.append(f"plugin {info.name!r} ({info.source}) is invalid: {_one_line(exc)}")
         return
-    hooks = tuple(sorted(impl_name for impl_name in dir(plugin) if impl_name.startswith("optbench_")))
-    catalog.plugins[info.name] = PluginInfo(info.name, info.source, info.distribution, info.version, hooks)
+    hooks = tuple(sorted(name for name, caller in vars(catalog.manager.hook).items()
+                         if any(impl.plugin_name == info.name for impl in caller.get_hookimpls())))
+    catalog.plugins[info.name] = PluginInfo(info.name, info.source, info.distribution, info.version, hooks, contract)
+
+
+def _declared_contract(plugin: Any) -> tuple[int | None, str]:
+    """The contract version a plugin declares (None if it declares none) and why it cannot load, if it cannot."""
+    declared = getattr(plugin, hookspecs.CONTRACT_ATTRIBUTE, None)
+    if declared is None:
+        return None, ""
+    supported = ", ".join(str(v) for v in sorted(hookspecs.SUPPORTED_CONTRACTS))
+    if isinstance(declared, bool) or not isinstance(declared, int):
+        return None, (f"declares {hookspecs.CONTRACT_ATTRIBUTE} = {declared!r}; expected an integer "
+                      f"(this optbench supports {supported})")
+    if declared in hookspecs.SUPPORTED_CONTRACTS:
+        return declared, ""
+    if declared > max(hookspecs.SUPPORTED_CONTRACTS):
+        advice = "upgrade optbench, or use a release of the plugin written for it"
+    else:
+        advice = "that version is no longer supported: upgrade the plugin"
+    return None, (f"was written for plugin contract {declared}, this optbench supports {supported}; {advice}")
 
 
 def _expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:

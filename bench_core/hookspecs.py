@@ -9,6 +9,13 @@ Argument names matter, order does not: an implementation may accept any subset o
 hook's arguments. Set ``OPTBENCH_TRACE_HOOKS=1`` to print every hook call with the plugin
 that answered it.
 
+The contract is versioned. A plugin module declares the version it was written for with
+a module-level ``OPTBENCH_CONTRACT = 1``; optbench refuses, with a one-line message naming
+the plugin, a plugin written for a contract it does not support (newer: upgrade optbench;
+older and retired: upgrade the plugin). A plugin without the declaration is taken to be
+written for the current version. The version changes only when a hook or spec changes
+incompatibly; additions keep it.
+
 Catalog hooks (``optbench_optimizers``, ``optbench_problems``, ``optbench_schedules``) are
 called once per process when the catalog is built. Each plugin's answer is checked on its
 own: a plugin that raises or returns something other than a list of specs is reported by
@@ -26,6 +33,12 @@ if TYPE_CHECKING:
     from bench_core.trial import TrialConfig, TrialResult
 
 PROJECT_NAME = "optbench"
+#: The contract version this optbench implements (see the module docstring).
+CONTRACT_VERSION = 1
+#: Every contract version a plugin may declare and still load.
+SUPPORTED_CONTRACTS = frozenset({1})
+#: The module attribute a plugin declares its contract version in.
+CONTRACT_ATTRIBUTE = "OPTBENCH_CONTRACT"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

@@ -33,7 +33,8 @@ def catalog_rows(catalog: Catalog) -> dict[str, list[dict[str, Any]]]:
     ]
     plugins = [
         {"name": info.name, "source": info.source, "distribution": info.distribution,
-         "version": info.version, "hooks": list(info.hooks)}
+         "version": info.version, "hooks": list(info.hooks),
+         "contract": info.contract}
         for info in catalog.plugins.values()
     ]
     return {"optimizers": optimizers, "problems": problems, "schedules": schedules, "plugins": plugins,

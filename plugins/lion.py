@@ -45,6 +45,9 @@ import torch
 
 from bench_core import OptimizerSpec, Param, betas_to_kwargs, hookimpl
 
+#: The plugin contract this module is written for (see bench_core.hookspecs).
+OPTBENCH_CONTRACT = 1
+
 
 class Lion(torch.optim.Optimizer):
     """EvoLved Sign Momentum: a sign update of an interpolated momentum, with decoupled weight decay.

@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 
 from bench_core import ScheduleSpec, hookimpl
 
+#: The plugin contract this module is written for (see bench_core.hookspecs).
+OPTBENCH_CONTRACT = 1
+
 
 def _number(name: str, value: object, low: float, high: float, *, open_low: bool = False,
             open_high: bool = False) -> float:

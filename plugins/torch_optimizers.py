@@ -14,6 +14,9 @@ import torch
 
 from bench_core import OptimizerSpec, Param, betas_to_kwargs, hookimpl
 
+#: The plugin contract this module is written for (see bench_core.hookspecs).
+OPTBENCH_CONTRACT = 1
+
 # Shared search spaces. beta2 and alpha stay linear: a log scale is for values spread over
 # decades, and these live just below 1.
 BETA1 = Param(0.9, 0.0, 0.99)

@@ -20,6 +20,9 @@ import torch
 
 from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl
 
+#: The plugin contract this module is written for (see bench_core.hookspecs).
+OPTBENCH_CONTRACT = 1
+
 __all__ = [
     "Ackley",
     "AnalyticProblem",

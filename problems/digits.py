@@ -23,6 +23,9 @@ from torch import nn
 from bench_core import Budget, ProblemSpec, Target, hookimpl
 from bench_core.classification import ClassificationProblem
 
+#: The plugin contract this module is written for (see bench_core.hookspecs).
+OPTBENCH_CONTRACT = 1
+
 __all__ = ["DigitsProblem", "digits_arrays", "optbench_problems", "split_indices"]
 
 N_SAMPLES = 1797

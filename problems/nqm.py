@@ -30,6 +30,9 @@ import torch
 from bench_core import Budget, ProblemSpec, Target, hookimpl
 from bench_core.problems.analytic import AnalyticProblem, check_integer, check_number
 
+#: The plugin contract this module is written for (see bench_core.hookspecs).
+OPTBENCH_CONTRACT = 1
+
 __all__ = ["NQM", "NQM_TARGET_FRACTION", "build_nqm", "optbench_problems"]
 
 #: The target: the loss falls to this fraction of its starting value.

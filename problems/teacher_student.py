@@ -52,6 +52,9 @@ from torch import nn
 
 from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches
 
+#: The plugin contract this module is written for (see bench_core.hookspecs).
+OPTBENCH_CONTRACT = 1
+
 __all__ = [
     "TeacherStudentData",
     "TeacherStudentProblem",

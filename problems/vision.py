@@ -39,6 +39,9 @@ from bench_core import Budget, ProblemSpec, Target, hookimpl
 from bench_core.classification import ClassificationProblem, Split
 from bench_core.problems.datasets import load_cifar10, load_fashion_mnist, load_mnist
 
+#: The plugin contract this module is written for (see bench_core.hookspecs).
+OPTBENCH_CONTRACT = 1
+
 __all__ = [
     "VisionProblem",
     "build_cifar10_3c3d",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from bench_core.catalog import load_catalog
@@ -169,3 +171,29 @@ def test_a_failing_observer_is_reported_not_raised(write_plugin):
     catalog = load_catalog([path])
     failures = catalog.notify_trial_finished(config=None, result="r")
     assert failures == [f"plugin {str(path)!r}: optbench_trial_finished raised ValueError: disk full"]
+
+
+def test_builtins_declare_the_current_contract(catalog):
+    from bench_core.hookspecs import CONTRACT_VERSION
+
+    assert {info.contract for info in catalog.plugins.values()} == {CONTRACT_VERSION}
+
+
+def test_a_plugin_for_another_contract_is_refused_with_a_clear_message(write_plugin):
+    paths = []
+    for name, declaration in [("future", "OPTBENCH_CONTRACT = 99"), ("retired", "OPTBENCH_CONTRACT = 0"),
+                              ("garbled", "OPTBENCH_CONTRACT = '1'"), ("current", "OPTBENCH_CONTRACT = 1"),
+                              ("undeclared", "")]:
+        source = LOCAL_OPTIMIZER.replace("half_sgd", f"{name}_sgd") + f"\n    {declaration}\n"
+        paths.append(write_plugin(name, source))
+    catalog = load_catalog(paths)
+    assert len(catalog.issues) == 3, catalog.issues
+    future, garbled, retired = sorted(catalog.issues, key=lambda m: ("99" not in m, "'1'" not in m))
+    assert "future.py" in future and "written for plugin contract 99" in future and "upgrade optbench" in future
+    assert "retired.py" in retired and "contract 0" in retired and "upgrade the plugin" in retired
+    assert "garbled.py" in garbled and "expected an integer" in garbled
+    assert all("\n" not in message for message in catalog.issues)
+    assert {"current_sgd", "undeclared_sgd"} <= set(catalog.optimizers)
+    assert not {"future_sgd", "retired_sgd", "garbled_sgd"} & set(catalog.optimizers)
+    contracts = {Path(info.name).stem: info.contract for info in catalog.plugins.values() if info.name.endswith(".py")}
+    assert contracts == {"current": 1, "undeclared": None}
