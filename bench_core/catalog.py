@@ -75,6 +75,19 @@ class Catalog:
         hint = f"; note: {len(self.issues)} plugin(s) failed to load" if self.issues else ""
         raise UserError(f"unknown {kind} {name!r} (known: {known}){hint}")
 
+    def report_sections(self, **kwargs: Any) -> list[str]:
+        """Every plugin's report section (Markdown), with a one-line note in place of one that raised."""
+        sections = []
+        for plugin, answer in _call_each(self.manager, "optbench_report_section", **kwargs):
+            if isinstance(answer, Exception):
+                sections.append(f"> Report section of plugin `{plugin}` failed: {_one_line(answer)}")
+            elif isinstance(answer, str) and answer.strip():
+                sections.append(answer.strip())
+            elif answer is not None:
+                sections.append(f"> Report section of plugin `{plugin}` returned {type(answer).__name__}, "
+                                "expected Markdown text")
+        return sections
+
     def notify_trial_finished(self, config: Any, result: Any) -> list[str]:
         """Call every observer; return one message per observer that raised."""
         answers = _call_each(self.manager, "optbench_trial_finished", config=config, result=result)

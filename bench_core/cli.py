@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the trial count and exit")
     run.set_defaults(handler=cmd_run)
 
-    report = commands.add_parser("report", parents=[results], help="write Markdown reports from stored results",
+    report = commands.add_parser("report", parents=[plugins, results],
+                                 help="write Markdown reports from stored results",
                                  description="Write reports/<suite>/README.md with figures, from stored "
                                  "results alone.")
     report.add_argument("--out", default=DEFAULT_REPORTS, metavar="DIR",
@@ -176,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.no_report:
             from bench_core.report import write_report
 
-            path = write_report(store, sweep.name, Path(args.report_dir))
+            path = write_report(store, sweep.name, Path(args.report_dir), catalog)
             print(f"optbench: report written to {path}", file=sys.stderr)
     return EXIT_TRIAL_ERRORS if outcome.errors else 0
 
@@ -213,6 +214,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench_core.store import Store
 
     _require_file(args.results)
+    catalog = _load(args)
     with Store(args.results) as store:
         suites = args.suite or store.suites()
         if not suites:
@@ -220,7 +222,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         for suite in suites:
             if suite not in store.suites():
                 raise UserError(f"{args.results}: no suite {suite!r} (stored: {', '.join(store.suites())})")
-            path = write_report(store, suite, Path(args.out))
+            path = write_report(store, suite, Path(args.out), catalog)
             print(f"optbench: report written to {path}", file=sys.stderr)
     return 0
 

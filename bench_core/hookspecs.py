@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
     from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec
     from bench_core.trial import TrialConfig, TrialResult
 
@@ -69,6 +73,23 @@ def optbench_schedules() -> list[ScheduleSpec]:
     """Return the learning-rate schedules this plugin provides.
 
     :returns: a list of :class:`bench_core.ScheduleSpec`, usable with any optimizer.
+    """
+
+
+@hookspec
+def optbench_report_section(suite: str, trials: pd.DataFrame, curves: pd.DataFrame, folder: Path) -> str | None:
+    """Add a section to a suite's report (``optbench report`` and the report after ``optbench run``).
+
+    :param suite: the suite's name.
+    :param trials: one row per stored trial of the suite, as ``Store.trials`` returns it
+        (configuration columns, ``status``, ``final.*`` and ``best.*`` metrics, timings).
+    :param curves: the learning curves, one row per evaluation, as ``Store.curves`` returns it.
+    :param folder: the report's folder; save figures here and link them by file name.
+    :returns: GitHub-flavoured Markdown starting with a ``## `` heading, or ``None`` to add
+        nothing (e.g. when the suite has no data the section is about).
+
+    Sections follow the built-in ones, in plugin registration order. A section that raises
+    is replaced by a one-line note naming the plugin; the rest of the report is written.
     """
 
 

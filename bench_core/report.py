@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -22,12 +23,19 @@ from tabulate import tabulate
 
 from bench_core.store import Store
 
+if TYPE_CHECKING:
+    from bench_core.catalog import Catalog
+
 CONFIG_PREFIXES = ("hp.",)
 CONFIG_COLUMNS = ("batch_size", "schedule")
 
 
-def write_report(store: Store, suite: str, out_dir: Path) -> Path:
-    """Write the report of ``suite`` into ``out_dir/<suite>/README.md``; return its path."""
+def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | None = None) -> Path:
+    """Write the report of ``suite`` into ``out_dir/<suite>/README.md``; return its path.
+
+    With a ``catalog``, plugins implementing ``optbench_report_section`` add their sections
+    after the built-in ones.
+    """
     folder = Path(out_dir) / suite
     folder.mkdir(parents=True, exist_ok=True)
     trials = store.trials(suite)
@@ -42,6 +50,9 @@ def write_report(store: Store, suite: str, out_dir: Path) -> Path:
     parts += _status_section(trials)
     for problem, rows in trials.groupby("problem", sort=True):
         parts += _problem_section(problem, rows, curves, folder)
+    if catalog is not None:
+        for section in catalog.report_sections(suite=suite, trials=trials, curves=curves, folder=folder):
+            parts += [section, ""]
     parts += _environment_section(runs)
     parts += ["", f"Regenerate with `optbench report --suite {suite}`; every number above comes from the "
               "stored results."]

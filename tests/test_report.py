@@ -56,3 +56,38 @@ def test_the_table_shows_mean_and_std_over_seeds(store, tmp_path):
     assert "a hand-made suite" in text
     statuses = trials["status"].value_counts()
     assert re.search(rf"\| \*\*all\*\* +\| +{statuses['ok']} \| +{statuses['diverged']} \| +0 \|", text)
+
+
+REPORT_PLUGIN = """
+    from bench_core import hookimpl
+
+    @hookimpl
+    def optbench_report_section(suite, trials, folder):
+        (folder / "extra.txt").write_text("written by the plugin")
+        best = trials.groupby("optimizer")["final.test_loss"].min()
+        rows = "\\n".join(f"| {name} | {value:g} |" for name, value in best.items())
+        return f"## Lowest test loss ({suite})\\n\\n| optimizer | test loss |\\n|---|---|\\n{rows}"
+"""
+
+BROKEN_REPORT_PLUGIN = """
+    from bench_core import hookimpl
+
+    @hookimpl
+    def optbench_report_section(trials):
+        raise RuntimeError("no figure for you")
+"""
+
+
+def test_plugins_add_report_sections_and_a_broken_one_is_a_note(store, tmp_path, write_plugin):
+    from bench_core.catalog import load_catalog
+
+    catalog = load_catalog([write_plugin("lowest", REPORT_PLUGIN), write_plugin("broken", BROKEN_REPORT_PLUGIN)])
+    path = write_report(store, "s", tmp_path / "reports", catalog)
+    text = path.read_text()
+    expected = store.trials("s").groupby("optimizer")["final.test_loss"].min()
+    assert "## Lowest test loss (s)" in text
+    for name, value in expected.items():
+        assert f"| {name} | {value:g} |" in text
+    assert (path.parent / "extra.txt").read_text() == "written by the plugin"
+    assert re.search(r"> Report section of plugin `.*broken\.py` failed: RuntimeError: no figure for you", text)
+    assert text.index("## Lowest test loss") < text.index("Report section of plugin")  # registration order
