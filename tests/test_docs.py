@@ -1,0 +1,99 @@
+"""docs/plugins.md stays true: its plugin examples load and work, its hook reference matches hookspecs.py."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench_core import hookspecs
+from bench_core.catalog import load_catalog
+from bench_core.report import write_report
+from bench_core.runner import ProblemCache, run_trial
+from bench_core.specs import Budget
+from bench_core.store import Store
+from bench_core.trial import TrialConfig
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+TEXT = GUIDE.read_text(encoding="utf-8")
+EXAMPLES = dict(re.findall(r"```python\n# plugin: (\S+)\n(.*?)```", TEXT, re.S))
+HOOKS = sorted(name for name, value in vars(hookspecs).items()
+               if name.startswith("optbench_") and inspect.isfunction(value))
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("doc_plugins")
+    for name, source in EXAMPLES.items():
+        (folder / name).write_text(source)
+    return load_catalog([folder])
+
+
+def test_every_example_plugin_loads_cleanly(catalog):
+    assert len(EXAMPLES) >= 6
+    assert catalog.issues == []
+    origins = {Path(plugin).name for plugin in catalog.origin.values()}
+    assert set(EXAMPLES) - {"fastest_plugin.py", "csv_log_plugin.py"} <= origins
+    assert {"radam", "nadam"} <= set(catalog.optimizers)
+    assert "wine_mlp" in catalog.problems and "inverse_sqrt" in catalog.schedules
+
+
+def test_the_documented_optimizers_and_problem_train(catalog):
+    cache = ProblemCache(catalog)
+    for optimizer, lr in (("radam", 1e-2), ("nadam", 1e-2)):
+        config = TrialConfig(problem="wine_mlp", optimizer=optimizer, hyperparams={"lr": lr},
+                             budget=Budget("epochs", 40), batch_size=16, problem_options={"hidden": 32}, evals=4)
+        result = run_trial(config, cache)
+        assert result.status == "ok", result.error
+        assert result.steps_to_target is not None  # the documented target is reachable in the documented budget
+    assert catalog.optimizers["nadam"].build([torch.nn.Parameter(torch.zeros(1))]).defaults["betas"] == (0.9, 0.999)
+
+
+def test_the_documented_schedule_warms_up_then_decays(catalog):
+    multiplier = catalog.schedules["inverse_sqrt"].multiplier
+    values = [multiplier(step, 100) for step in range(100)]
+    assert values[0] == pytest.approx(0.2) and values[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[4:], values[5:], strict=False))
+    with pytest.raises(ValueError, match="warmup"):
+        multiplier(0, 100, warmup=2.0)
+
+
+def test_the_documented_report_section_and_observer_work(catalog, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the CSV observer writes next to the working directory
+    cache = ProblemCache(catalog)
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("doc", {}, {})
+        for lr in (0.01, 0.1):
+            config = TrialConfig(problem="sphere", optimizer="sgd", hyperparams={"lr": lr},
+                                 budget=Budget("steps", 100), problem_options={"dim": 10, "noise": 0.0}, evals=10)
+            result = run_trial(config, cache)
+            store.save(config, result)
+            store.add_to_suite("doc", [config.trial_id])
+            assert catalog.notify_trial_finished(config, result) == []
+        text = write_report(store, "doc", tmp_path / "reports", catalog).read_text()
+        best = store.trials("doc")["steps_to_target"].min()
+    assert f"## Fastest to target\n\n| problem | optimizer | steps |\n|---|---|---|\n| sphere | sgd | {int(best)} |" \
+        in text
+    log = (tmp_path / "optbench-curves.csv").read_text().splitlines()
+    assert log[0] == "trial_id,problem,optimizer,status,step,train_loss" and len(log) == 1 + 2 * 11
+
+
+def test_the_hook_reference_matches_hookspecs():
+    reference = TEXT[TEXT.index("## Hook reference"):]
+    documented = sorted(set(re.findall(r"`(optbench_\w+)\(", reference)))
+    assert documented == HOOKS
+    for name in HOOKS:
+        parameters = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"`{name}({parameters})`" in reference, f"{name}: the reference shows the wrong arguments"
+
+
+def test_every_public_name_is_in_the_reference():
+    import bench_core
+
+    reference = TEXT[TEXT.index("## Hook reference"):]
+    for name in bench_core.__all__:
+        if name != "__version__":
+            assert f"`{name}" in reference, f"bench_core.{name} is public but not in the guide's reference"
