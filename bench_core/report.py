@@ -18,9 +18,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from bench_core.stats import distinguishable, mean_interval, performance_profile, profile_summary, tuned_cost
 from bench_core.store import Store
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | Non
         if description:
             parts += [description, ""]
     parts += _status_section(trials)
+    parts += _summary_section(trials, folder)
     for problem, rows in trials.groupby("problem", sort=True):
         parts += _problem_section(problem, rows, curves, folder)
     if catalog is not None:
@@ -141,24 +144,32 @@ def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, f
     metric = _selection_metric(trials)
     best = best_configurations(trials)
     test_columns = [c for c in ("final.test_loss", "final.test_accuracy") if c in trials and trials[c].notna().any()]
+    headline = test_columns[-1] if test_columns else metric
     headers = ["optimizer", "selected configuration", f"{metric.removeprefix('final.')} (select)",
-               *[c.removeprefix("final.") for c in test_columns], "steps to target", "diverged"]
-    table = []
+               *[c.removeprefix("final.") for c in test_columns], f"95% CI of {headline.removeprefix('final.')}",
+               "steps to target", "seconds to target", "diverged"]
+    table, selected = [], {}
     for _, config in best.iterrows():
         rows = _rows_of(trials, config)
         ok = rows[rows["status"] == "ok"]
+        selected[config["optimizer"]] = ok[metric]
         reached = ok["steps_to_target"].dropna()
         target = f"{reached.median():g} ({len(reached)}/{len(rows)})" if len(reached) else f"– (0/{len(rows)})"
+        seconds = ok["seconds_to_target"].dropna() if "seconds_to_target" in ok else pd.Series(dtype=float)
         all_of_optimizer = trials[trials["optimizer"] == config["optimizer"]]
-        diverged = f"{(all_of_optimizer['status'] == 'diverged').sum()}/{len(all_of_optimizer)}"
+        n_diverged = int((all_of_optimizer["status"] == "diverged").sum())
+        diverged = f"{n_diverged}/{len(all_of_optimizer)} ({n_diverged / len(all_of_optimizer):.0%})"
         table.append([config["optimizer"], _describe_config(config, trials), _mean_std(ok[metric]),
-                      *[_mean_std(ok[c]) for c in test_columns], target, diverged])
+                      *[_mean_std(ok[c]) for c in test_columns], _interval(ok[headline]), target,
+                      f"{seconds.median():.3g}" if len(seconds) else "–", diverged])
     table.sort(key=lambda row: _sort_key(row[2]))
+    notes = _mark_indistinguishable(table, selected)
     parts = [f"## {problem}", "",
              f"Best configuration per optimizer, selected on mean `{metric.removeprefix('final.')}` over seeds; "
-             "values are mean ± std over seeds. *Steps to target*: median over seeds that reached the "
-             "problem's target (how many did). *Diverged*: over all of the optimizer's trials. The "
-             "configuration lists the learning rate, the batch size and whatever else the sweep varied.", "",
+             "values are mean ± std over seeds, and the 95% interval is Student's t over seeds. *Steps to "
+             "target*: median over seeds that reached the problem's target (how many did); *seconds*: the same "
+             "in training time. *Diverged*: over all of the optimizer's trials. The configuration lists the "
+             f"learning rate, the batch size and whatever else the sweep varied.{notes}", "",
              tabulate(table, headers, tablefmt="github"), ""]
     curve_png = _plot_curves(problem, trials, best, curves, folder)
     if curve_png:
@@ -166,6 +177,130 @@ def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, f
     lr_png = _plot_lr(problem, trials, folder)
     if lr_png:
         parts += [f"![final loss against learning rate on {problem}]({lr_png})", ""]
+    parts += _batch_size_section(problem, trials, folder)
+    return parts
+
+
+def _interval(values: pd.Series) -> str:
+    mean, low, high = mean_interval(values)
+    if math.isnan(mean):
+        return "–"
+    if low == high:
+        return f"{mean:.4g} (one seed)"
+    return f"[{low:.4g}, {high:.4g}]"
+
+
+def _mark_indistinguishable(table: list[list[str]], selected: dict[str, pd.Series]) -> str:
+    """Mark rows whose selection metric is within seed noise of the leader's; return the note explaining it."""
+    if len(table) < 2:
+        return ""
+    leader = table[0][0]
+    marked = False
+    for row in table[1:]:
+        if distinguishable(selected[leader], selected[row[0]]) is False:
+            row[0] += " ≈"
+            marked = True
+    if not marked:
+        seeds = min(len(v.dropna()) for v in selected.values())
+        return "" if seeds >= 2 else " With fewer than two seeds per configuration, seed noise cannot be judged."
+    return (f" **≈**: not distinguishable from the leader ({leader}) across seeds on the selection metric "
+            "(Welch's t-test, p ≥ 0.05).")
+
+
+def _batch_size_section(problem: str, trials: pd.DataFrame, folder: Path) -> list[str]:
+    """Steps to target, best learning rate and throughput against batch size, with the scaling rules."""
+    sizes = sorted(trials["batch_size"].dropna().unique()) if "batch_size" in trials else []
+    if len(sizes) < 2:
+        return []
+    config = [c for c in _config_columns(trials) if c != "batch_size"]
+    rows = []
+    for (optimizer, batch_size), group in trials.groupby(["optimizer", "batch_size"]):
+        cost = tuned_cost(group, config_columns=config).iloc[0, 0]
+        chosen = best_configurations(group).iloc[0]
+        ok = group[group["status"] == "ok"]
+        rows.append({"optimizer": optimizer, "batch_size": int(batch_size), "steps": cost,
+                     "lr": chosen.get("hp.lr", math.nan),
+                     "throughput": ok["samples_per_second"].median() if len(ok) else math.nan})
+    data = pd.DataFrame(rows)
+    table = [[r.optimizer, r.batch_size, f"{r.steps:g}" if math.isfinite(r.steps) else "not reached",
+              f"{r.lr:g}", f"{r.throughput:.3g}" if math.isfinite(r.throughput) else "–"]
+             for r in data.itertuples()]
+    parts = ["### Batch size", "",
+             "At each batch size, each optimizer's best configuration: *steps to target* is the lowest, over the "
+             "other settings, median over seeds (a seed that missed counts as never); *best lr* is selected on the "
+             "selection metric. Perfect scaling halves the steps when the batch doubles (Shallue et al. 2018) up "
+             "to a critical batch size; the linear scaling rule doubles the learning rate with it (Goyal et al. "
+             "2017); throughput is training samples per second.", "",
+             tabulate(table, ["optimizer", "batch size", "steps to target", "best lr", "samples/s"],
+                      tablefmt="github"), ""]
+    png = _plot_batch_size(problem, data, folder)
+    return [*parts, f"![batch size on {problem}]({png})", ""]
+
+
+def _plot_batch_size(problem: str, data: pd.DataFrame, folder: Path) -> str:
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for optimizer, rows in data.groupby("optimizer"):
+        rows = rows.sort_values("batch_size")
+        reached = rows[np.isfinite(rows["steps"])]
+        (line,) = axes[0].plot(reached["batch_size"], reached["steps"], marker="o", label=optimizer)
+        if len(reached):
+            first = reached.iloc[0]
+            axes[0].plot(rows["batch_size"], first["steps"] * first["batch_size"] / rows["batch_size"], ls=":",
+                         color=line.get_color())
+        lrs = rows.dropna(subset=["lr"])
+        axes[1].plot(lrs["batch_size"], lrs["lr"], marker="o", color=line.get_color(), label=optimizer)
+        if len(lrs):
+            first = lrs.iloc[0]
+            axes[1].plot(rows["batch_size"], first["lr"] * rows["batch_size"] / first["batch_size"], ls=":",
+                         color=line.get_color())
+        axes[2].plot(rows["batch_size"], rows["throughput"], marker="o", color=line.get_color(), label=optimizer)
+    titles = [("steps to target (dotted: perfect scaling)", "steps"),
+              ("best learning rate (dotted: linear scaling)", "learning rate"),
+              ("throughput", "samples / second")]
+    for ax, (title, ylabel) in zip(axes, titles, strict=True):
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{problem}: batch size")
+    fig.tight_layout()
+    name = f"{problem}_batch_size.png"
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _summary_section(trials: pd.DataFrame, folder: Path) -> list[str]:
+    """Performance profiles over every problem with a target, and a ranking by them."""
+    parts = ["## Summary across problems", ""]
+    with_target = trials.groupby("problem")["steps_to_target"].apply(lambda s: s.notna().any())
+    if trials["problem"].nunique() < 2 or trials["optimizer"].nunique() < 2:
+        return [*parts, "Performance profiles need at least two problems and two optimizers; this suite has "
+                f"{trials['problem'].nunique()} and {trials['optimizer'].nunique()}.", ""]
+    costs = tuned_cost(trials, config_columns=_config_columns(trials))
+    solved_any = int(with_target.sum())
+    summary = profile_summary(costs)
+    table = [[name, f"{row.wins:.0%}", f"{row.within_2x:.0%}", f"{row.solved:.0%}"]
+             for name, row in summary.iterrows()]
+    parts += ["Cost of an optimizer on a problem: steps to target at its best configuration (median over seeds; "
+              "a seed that missed counts as never). The performance profile (Dolan & Moré 2002) of an optimizer "
+              "is the fraction of problems it solves within a factor τ of the fastest optimizer on each; at τ = 1 "
+              f"it counts wins. {len(costs)} problems, {solved_any} of which some trial solved.", "",
+              tabulate(table, ["optimizer", "wins (τ = 1)", "within 2x (τ = 2)", "solved"], tablefmt="github"),
+              ""]
+    ratios = costs.div(costs.min(axis=1), axis=0).to_numpy().ravel()
+    finite = ratios[np.isfinite(ratios)]
+    if len(finite):
+        top = max(2.0, float(finite.max()) * 1.2)
+        taus = np.exp(np.linspace(0, math.log(top), 200))
+        profile = performance_profile(costs, taus)
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for name in summary.index:
+            ax.step(profile.index, profile[name], where="post", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.02, 1.02)
+        png = _save(fig, ax, folder, "performance_profile.png", "τ (ratio to the fastest)",
+                    "fraction of problems solved", "Performance profiles: steps to target", log_y=False)
+        parts += [f"![performance profiles]({png})", ""]
     return parts
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import re
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_the_documented_schedule_warms_up_then_decays(catalog):
     multiplier = catalog.schedules["inverse_sqrt"].multiplier
     values = [multiplier(step, 100) for step in range(100)]
     assert values[0] == pytest.approx(0.2) and values[4] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(values[4:], values[5:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(values[4:]))
     with pytest.raises(ValueError, match="warmup"):
         multiplier(0, 100, warmup=2.0)
 

@@ -91,3 +91,63 @@ def test_plugins_add_report_sections_and_a_broken_one_is_a_note(store, tmp_path,
     assert (path.parent / "extra.txt").read_text() == "written by the plugin"
     assert re.search(r"> Report section of plugin `.*broken\.py` failed: RuntimeError: no figure for you", text)
     assert text.index("## Lowest test loss") < text.index("Report section of plugin")  # registration order
+
+
+def test_interval_and_seed_noise_mark_match_scipy(store, tmp_path):
+    from scipy import stats
+
+    text = write_report(store, "s", tmp_path / "out").read_text()
+    trials = store.trials("s")
+    chosen = trials[(trials["optimizer"] == "a") & (trials["hp.lr"] == 0.1)]
+    test = chosen["final.test_loss"]
+    half = stats.t.ppf(0.975, 1) * test.std(ddof=1) / 2**0.5
+    row_a = next(line for line in text.splitlines() if line.startswith("| a "))
+    assert f"[{test.mean() - half:.4g}, {test.mean() + half:.4g}]" in row_a
+    other = trials[trials["optimizer"] == "b"]["final.valid_loss"]
+    p_value = stats.ttest_ind(chosen["final.valid_loss"], other, equal_var=False).pvalue
+    row_b = next(line for line in text.splitlines() if line.startswith("| b"))
+    assert row_b.startswith("| b ≈") == (p_value >= 0.05)
+    assert p_value >= 0.05  # this hand-made pair is within seed noise
+
+
+def _two_problem_store(path):
+    """Problems p and q, optimizers a and b, two batch sizes; steps to target set by hand."""
+    store = Store(path)
+    store.begin_run("t", {}, {})
+    steps = {("p", "a", 8): [10, 20], ("p", "b", 8): [40, 40], ("p", "a", 32): [5, 15], ("p", "b", 32): [20, 20],
+             ("q", "a", 8): [None, None], ("q", "b", 8): [30, 50], ("q", "a", 32): [None, 7], ("q", "b", 32): [25, 25]}
+    for (problem, optimizer, batch_size), values in steps.items():
+        for seed, reached in enumerate(values):
+            config = TrialConfig(problem=problem, optimizer=optimizer, hyperparams={"lr": 0.1},
+                                 budget=Budget("steps", 100), batch_size=batch_size, seed=seed)
+            final = {"train_loss": 1.0 / batch_size + seed, "valid_loss": 1.0 / batch_size + seed}
+            result = TrialResult(config.trial_id, "ok", steps=100, samples=100 * batch_size, final=final, best=final,
+                                 curve=[{"step": 0, "samples": 0, "seconds": 0.0, "lr": 0.1, **final}],
+                                 steps_to_target=reached, samples_per_second=1000.0 * batch_size)
+            store.save(config, result)
+            store.add_to_suite("t", [config.trial_id])
+    return store
+
+
+def test_summary_profile_and_batch_size_tables_match_hand_computation(tmp_path):
+    from markdown_it import MarkdownIt
+
+    with _two_problem_store(tmp_path / "r.sqlite") as store:
+        path = write_report(store, "t", tmp_path / "out")
+    text = path.read_text()
+    # Tuned costs (median over seeds, min over batch sizes): p: a 10, b 20; q: a inf (8: never; 32: median of
+    # (inf, 7) = inf), b 25. Wins: a on p, b on q -> 50% each; within 2x: a 50%, b 100%; solved: a 50%, b 100%.
+    assert re.search(r"\| b +\| 50% +\| 100% +\| 100% +\|", text)
+    assert re.search(r"\| a +\| 50% +\| 50% +\| 50% +\|", text)
+    assert text.index("| b ") < text.index("| a ")
+    # batch-size table of p: a at 8 -> median(10, 20) = 15, at 32 -> 10; throughput 8000 and 32000
+    section = text[text.index("## p"):text.index("## q")]
+    assert re.search(r"\| a +\| +8 \| +15 \| +0.1 \| +8000 \|", section)
+    assert re.search(r"\| a +\| +32 \| +10 \| +0.1 \| +32000 \|", section)
+    q_section = text[text.index("## q"):]
+    assert re.search(r"\| a +\| +8 \| not reached", q_section)
+    images = [token.attrGet("src") for block in MarkdownIt().parse(text) if block.children
+              for token in block.children if token.type == "image"]
+    assert {"performance_profile.png", "p_batch_size.png", "q_batch_size.png"} <= set(images)
+    for image in images:
+        assert (path.parent / image).stat().st_size > 0
