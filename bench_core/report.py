@@ -253,12 +253,19 @@ def _plot_batch_size(problem: str, data: pd.DataFrame, folder: Path) -> str:
             first = lrs.iloc[0]
             axes[1].plot(rows["batch_size"], first["lr"] * rows["batch_size"] / first["batch_size"], ls=":",
                          color=line.get_color())
-        axes[2].plot(rows["batch_size"], rows["throughput"], marker="o", color=line.get_color(), label=optimizer)
+        measured = rows.dropna(subset=["throughput"])
+        axes[2].plot(measured["batch_size"], measured["throughput"], marker="o", color=line.get_color(),
+                     label=optimizer)
     titles = [("steps to target (dotted: perfect scaling)", "steps"),
               ("best learning rate (dotted: linear scaling)", "learning rate"),
               ("throughput", "samples / second")]
     for ax, (title, ylabel) in zip(axes, titles, strict=True):
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=ylabel, title=title)
+        ax.set(xlabel="batch size", ylabel=ylabel, title=title)
+        if any(len(line.get_xdata()) for line in ax.get_lines()):
+            ax.set(xscale="log", yscale="log")
+        else:
+            ax.text(0.5, 0.5, "no data: no configuration got there", ha="center", va="center",
+                    transform=ax.transAxes)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
     fig.suptitle(f"{problem}: batch size")
