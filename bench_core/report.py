@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from tabulate import tabulate
 
 from bench_core.stats import distinguishable, mean_interval, performance_profile, profile_summary, tuned_cost
@@ -52,7 +53,7 @@ def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | Non
     parts += _status_section(trials)
     parts += _summary_section(trials, folder)
     for problem, rows in trials.groupby("problem", sort=True):
-        parts += _problem_section(problem, rows, curves, folder)
+        parts += _problem_section(problem, rows, curves, folder, catalog)
     if catalog is not None:
         for section in catalog.report_sections(suite=suite, trials=trials, curves=curves, folder=folder):
             parts += [section, ""]
@@ -140,7 +141,8 @@ def _describe_config(config: pd.Series, trials: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
-def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, folder: Path) -> list[str]:
+def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, folder: Path,
+                     catalog: Catalog | None = None) -> list[str]:
     metric = _selection_metric(trials)
     best = best_configurations(trials)
     test_columns = [c for c in ("final.test_loss", "final.test_accuracy") if c in trials and trials[c].notna().any()]
@@ -178,6 +180,7 @@ def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, f
     if lr_png:
         parts += [f"![final loss against learning rate on {problem}]({lr_png})", ""]
     parts += _batch_size_section(problem, trials, folder)
+    parts += _trajectory_section(problem, trials, curves, folder, catalog)
     return parts
 
 
@@ -274,6 +277,69 @@ def _plot_batch_size(problem: str, data: pd.DataFrame, folder: Path) -> str:
     fig.savefig(folder / name, dpi=110)
     plt.close(fig)
     return name
+
+
+def _trajectory_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, folder: Path,
+                        catalog: Catalog | None) -> list[str]:
+    """Each optimizer's path (best configuration, first seed) over the contours of a 2-D function."""
+    if curves.empty or "point_x" not in curves:
+        return []
+    points = curves[curves["trial_id"].isin(trials["trial_id"])].dropna(subset=["point_x", "point_y"])
+    if points.empty:
+        return []
+    paths = {}
+    for _, config in best_configurations(trials).iterrows():
+        first = _rows_of(trials, config).sort_values("seed").iloc[0]
+        path = points[points["trial_id"] == first["trial_id"]].sort_values("step")
+        if len(path):
+            paths[config["optimizer"]] = path[["point_x", "point_y"]].to_numpy()
+    if not paths:
+        return []
+    built = _build_problem(problem, trials, catalog)
+    minimisers = built.minimisers.cpu().numpy() if built is not None else np.empty((0, 2))
+    starts = np.array([path[0] for path in paths.values()])
+    anchors = np.vstack([starts, minimisers])
+    low, high = anchors.min(0), anchors.max(0)
+    span = np.maximum(high - low, 1.0)
+    # show where the paths went, but not a diverged one's trip to infinity
+    visited = np.vstack([path[np.isfinite(path).all(1)] for path in paths.values()])
+    low = np.maximum(np.minimum(low, visited.min(0)), low - 2 * span) - 0.1 * span
+    high = np.minimum(np.maximum(high, visited.max(0)), high + 2 * span) + 0.1 * span
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    if built is not None:
+        gx, gy = np.meshgrid(np.linspace(low[0], high[0], 241), np.linspace(low[1], high[1], 241))
+        with torch.no_grad():
+            grid = built.f(torch.tensor(np.stack([gx, gy], -1), dtype=torch.float64)).numpy()
+        ax.contour(gx, gy, np.log10(grid - grid.min() + 1e-3), levels=25, cmap="Greys", linewidths=0.6)
+        ax.scatter(minimisers[:, 0], minimisers[:, 1], marker="*", s=160, color="gold", edgecolor="black",
+                   zorder=5, label="minimum")
+    for optimizer, path in paths.items():
+        (line,) = ax.plot(path[:, 0], path[:, 1], marker=".", lw=1.2, label=optimizer)
+        ax.scatter(path[-1:, 0], path[-1:, 1], marker="o", s=40, color=line.get_color(), zorder=4)
+    ax.scatter(starts[:1, 0], starts[:1, 1], marker="s", s=50, color="black", zorder=4, label="start")
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
+    name = _save(fig, ax, folder, f"{problem}_trajectories.png", "x", "y",
+                 f"{problem}: path of each best configuration (first seed)", log_y=False)
+    return [f"![trajectories on {problem}]({name})", ""]
+
+
+def _build_problem(problem: str, trials: pd.DataFrame, catalog: Catalog | None) -> Any:
+    """The problem as the trials ran it (their stored options), or None without a catalog that knows it."""
+    if catalog is None or problem not in catalog.problems:
+        return None
+    spec = catalog.problems[problem]
+    first = trials.iloc[0]
+    options = dict(spec.options)
+    for column in trials.columns:
+        if column.startswith("opt.") and pd.notna(first[column]):
+            default = options.get(column[4:])
+            value = first[column]
+            options[column[4:]] = int(value) if isinstance(default, int) and not isinstance(default, bool) else value
+    try:
+        return spec.build(device="cpu", **options)
+    except Exception:  # a report must not fail because a problem no longer builds
+        return None
 
 
 def _summary_section(trials: pd.DataFrame, folder: Path) -> list[str]:

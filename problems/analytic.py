@@ -136,12 +136,17 @@ class AnalyticProblem(Problem):
 
         There is no held-out data, so test equals train. Evaluated in float64 so that the
         gap ``f - f*`` keeps its digits even where f* is large (Styblinski-Tang's is -39 d).
+        A 2-D problem also reports where the point is (``point_x``, ``point_y``), so reports
+        can draw each optimizer's path over the contours of ``f``.
         """
         with torch.no_grad():
             x = model.x.detach().double()
             value, distance = torch.stack([self.f(x), self.distance_to_optimum(x)]).tolist()
-        return {"train_loss": value, "test_loss": value, "train_suboptimality": value - self.f_star,
-                "distance_to_optimum": distance}
+            metrics = {"train_loss": value, "test_loss": value, "train_suboptimality": value - self.f_star,
+                       "distance_to_optimum": distance}
+            if self.dim == 2:  # the path of the ball, for the report's trajectory plots
+                metrics["point_x"], metrics["point_y"] = x.tolist()
+        return metrics
 
 
 class Rosenbrock(AnalyticProblem):

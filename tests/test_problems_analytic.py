@@ -51,7 +51,7 @@ def test_rosenbrock_minimum_is_zero_with_zero_gradient():
     assert problem.loss(model, batch).item() == 0.0
     assert torch.equal(gradient(problem, model, batch), torch.zeros(2))
     assert problem.evaluate(model) == {"train_loss": 0.0, "test_loss": 0.0, "train_suboptimality": 0.0,
-                                       "distance_to_optimum": 0.0}
+                                       "distance_to_optimum": 0.0, "point_x": 1.0, "point_y": 1.0}
 
 
 def test_rosenbrock_is_positive_around_its_minimum_and_matches_the_formula():
@@ -241,8 +241,10 @@ def test_specs_document_their_defaults_and_build_from_them():
         problem = spec.build(device=torch.device("cpu"), **spec.options)
         assert isinstance(problem, Problem) and problem.train_size is None
         assert problem.device == torch.device("cpu")
-        assert set(problem.evaluate(problem.init_model())) == {"train_loss", "test_loss", "train_suboptimality",
-                                                               "distance_to_optimum"}
+        expected = {"train_loss", "test_loss", "train_suboptimality", "distance_to_optimum"}
+        if problem.dim == 2:
+            expected |= {"point_x", "point_y"}
+        assert set(problem.evaluate(problem.init_model())) == expected
     assert specs["quadratic"].build(device="cpu").stochastic
 
 

@@ -151,3 +151,22 @@ def test_summary_profile_and_batch_size_tables_match_hand_computation(tmp_path):
     assert {"performance_profile.png", "p_batch_size.png", "q_batch_size.png"} <= set(images)
     for image in images:
         assert (path.parent / image).stat().st_size > 0
+
+
+def test_two_dimensional_problems_get_trajectories_over_contours(tmp_path, catalog):
+    from bench_core.runner import ProblemCache, run_trial
+
+    cache = ProblemCache(catalog)
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("2d", {}, {})
+        for optimizer, lr in (("sgd", 0.01), ("adam", 0.1)):
+            config = TrialConfig(problem="himmelblau", optimizer=optimizer, hyperparams={"lr": lr},
+                                 budget=Budget("steps", 60), problem_options={"noise": 0.0}, evals=30)
+            result = run_trial(config, cache)
+            assert (result.curve[0]["point_x"], result.curve[0]["point_y"]) == (0.0, 0.0)  # the documented start
+            store.save(config, result)
+            store.add_to_suite("2d", [config.trial_id])
+        path = write_report(store, "2d", tmp_path / "out", catalog)
+    text = path.read_text()
+    assert "![trajectories on himmelblau](himmelblau_trajectories.png)" in text
+    assert (path.parent / "himmelblau_trajectories.png").stat().st_size > 10_000
