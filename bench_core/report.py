@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.colors import LogNorm, Normalize
 from tabulate import tabulate
 
 from bench_core.stats import distinguishable, mean_interval, performance_profile, profile_summary, tuned_cost
@@ -179,6 +180,9 @@ def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, f
     lr_png = _plot_lr(problem, trials, folder)
     if lr_png:
         parts += [f"![final loss against learning rate on {problem}]({lr_png})", ""]
+    parts += _sensitivity_section(trials)
+    parts += _settings_section(trials)
+    parts += _heatmap_section(problem, trials, folder)
     parts += _batch_size_section(problem, trials, folder)
     parts += _trajectory_section(problem, trials, curves, folder, catalog)
     return parts
@@ -208,6 +212,106 @@ def _mark_indistinguishable(table: list[list[str]], selected: dict[str, pd.Serie
         return "" if seeds >= 2 else " With fewer than two seeds per configuration, seed noise cannot be judged."
     return (f" **≈**: not distinguishable from the leader ({leader}) across seeds on the selection metric "
             "(Welch's t-test, p ≥ 0.05).")
+
+
+def _sensitivity_section(trials: pd.DataFrame) -> list[str]:
+    """How wide each optimizer's good learning-rate range is: the less tuning it needs, the wider."""
+    heading = ["### Learning-rate sensitivity", ""]
+    if "hp.lr" not in trials or trials["hp.lr"].nunique() < 2:
+        return [*heading, "One learning rate in this sweep: sweep `--lr` over a grid to see how sensitive each "
+                "optimizer is to it.", ""]
+    others = [c for c in _config_columns(trials) if c != "hp.lr"]
+    table = []
+    for optimizer, rows in trials.groupby("optimizer"):
+        lrs = sorted(rows["hp.lr"].unique())
+        reached = [lr for lr, group in rows.groupby("hp.lr")
+                   if math.isfinite(tuned_cost(group, config_columns=others).iloc[0, 0])]
+        failed = sorted(rows.loc[rows["status"] != "ok", "hp.lr"].unique())
+        if reached:
+            decades = math.log10(max(reached) / min(reached))
+            good = f"{min(reached):g} – {max(reached):g} ({len(reached)}/{len(lrs)}; {decades:.1f} decades)"
+        else:
+            good = f"none (0/{len(lrs)})"
+        table.append([optimizer, len(reached), ", ".join(f"{lr:g}" for lr in lrs), good,
+                      ", ".join(f"{lr:g}" for lr in failed) or "–"])
+    table.sort(key=lambda row: -row[1])
+    return [*heading,
+            "Learning rates at which each optimizer reaches the target (at its best other settings, median over "
+            "seeds): the wider the range, the less tuning it needs. *Diverged at*: learning rates with a "
+            "diverged or errored trial.", "",
+            tabulate([[row[0], *row[2:]] for row in table],
+                     ["optimizer", "learning rates tried", "reaching the target", "diverged at"], tablefmt="github"),
+            ""]
+
+
+def _settings_section(trials: pd.DataFrame) -> list[str]:
+    """What each setting the sweep varied besides lr and batch size (momentum, betas, schedule) buys.
+
+    For every value of the setting: the optimizer's best over the remaining settings, so a
+    momentum value is judged at its own best learning rate.
+    """
+    metric = _selection_metric(trials)
+    varied = [c for c in _config_columns(trials) if c not in ("hp.lr", "batch_size")
+              and trials.groupby("optimizer")[c].nunique().max() > 1]
+    if not varied:
+        return []
+    parts = ["### Momentum, schedules and other settings", "",
+             f"For each value of a setting the sweep varied: the best mean `{metric.removeprefix('final.')}` over "
+             "the other settings (the learning rate included, so each value is judged at its own best learning "
+             "rate) and the steps to target there.", ""]
+    for column in varied:
+        others = [c for c in _config_columns(trials) if c != column]
+        table = []
+        for (optimizer, value), group in trials.groupby(["optimizer", column]):
+            if trials.loc[trials["optimizer"] == optimizer, column].nunique() < 2:
+                continue
+            chosen = best_configurations(group).iloc[0]
+            rows = _rows_of(group, chosen)
+            ok = rows[rows["status"] == "ok"]
+            cost = tuned_cost(group, config_columns=others).iloc[0, 0]
+            table.append([optimizer, f"{value:g}" if isinstance(value, float) else value, _mean_std(ok[metric]),
+                          f"{cost:g}" if math.isfinite(cost) else "not reached",
+                          f"{chosen['hp.lr']:g}" if "hp.lr" in chosen else "–"])
+        name = column.removeprefix("hp.")
+        parts += [tabulate(table, ["optimizer", name, metric.removeprefix("final."), "steps to target",
+                                   "at lr"], tablefmt="github"), ""]
+    return parts
+
+
+def _heatmap_section(problem: str, trials: pd.DataFrame, folder: Path) -> list[str]:
+    """Final loss over the learning rate x batch size grid, one panel per optimizer."""
+    if "hp.lr" not in trials or "batch_size" not in trials or trials["hp.lr"].nunique() < 2 \
+            or trials["batch_size"].nunique() < 2:
+        return []
+    metric = _selection_metric(trials)
+    scored = trials.assign(_score=trials[metric].where(trials["status"] == "ok"))
+    others = [c for c in _config_columns(trials) if c not in ("hp.lr", "batch_size")]
+    optimizers = sorted(trials["optimizer"].unique())
+    fig, axes = plt.subplots(1, len(optimizers), figsize=(3.4 * len(optimizers), 3.4), squeeze=False)
+    finite = scored["_score"].dropna()
+    vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+    log = vmin > 0 and vmax > 10 * vmin
+    norm = LogNorm(vmin, vmax) if log else Normalize(vmin, vmax)
+    for ax, optimizer in zip(axes[0], optimizers, strict=True):
+        rows = scored[scored["optimizer"] == optimizer]
+        grid = (rows.groupby(["batch_size", "hp.lr", *others], dropna=False)["_score"].median()
+                .groupby(level=["batch_size", "hp.lr"]).min().unstack("hp.lr"))
+        image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis_r", norm=norm, aspect="auto")
+        ax.set_xticks(range(grid.shape[1]), [f"{lr:g}" for lr in grid.columns], rotation=45, fontsize="small")
+        ax.set_yticks(range(grid.shape[0]), [f"{int(b)}" for b in grid.index], fontsize="small")
+        for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+            dark = not math.isnan(value) and norm(value) > 0.5
+            ax.text(j, i, "×" if math.isnan(value) else f"{value:.2g}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
+        ax.set(title=optimizer, xlabel="learning rate")
+    axes[0][0].set_ylabel("batch size")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label=metric.removeprefix("final."))
+    fig.suptitle(f"{problem}: final {metric.removeprefix('final.')} over learning rate × batch size "
+                 "(median over seeds; ×: diverged)", y=1.04)
+    name = f"{problem}_heatmap.png"
+    fig.savefig(folder / name, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return [f"![learning rate x batch size on {problem}]({name})", ""]
 
 
 def _batch_size_section(problem: str, trials: pd.DataFrame, folder: Path) -> list[str]:

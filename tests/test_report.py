@@ -170,3 +170,33 @@ def test_two_dimensional_problems_get_trajectories_over_contours(tmp_path, catal
     text = path.read_text()
     assert "![trajectories on himmelblau](himmelblau_trajectories.png)" in text
     assert (path.parent / "himmelblau_trajectories.png").stat().st_size > 10_000
+
+
+def test_sensitivity_settings_and_heatmap_match_hand_computation(tmp_path):
+    # optimizer m: momentum 0.5 / 0.9 x lr 0.1 / 1.0 x batch 8 / 16 x seeds 0, 1. Hand-set outcomes:
+    #   momentum 0.9 reaches the target at lr 0.1 in 20 and 40 steps (median 30), diverges at lr 1.0;
+    #   momentum 0.5 reaches it only at lr 1.0, in 50 steps; its lr 0.1 runs never do.
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("h", {}, {})
+        for momentum in (0.5, 0.9):
+            for lr in (0.1, 1.0):
+                for batch_size in (8, 16):
+                    for seed in (0, 1):
+                        diverged = momentum == 0.9 and lr == 1.0
+                        reached = {(0.9, 0.1): 20 + 20 * seed, (0.5, 1.0): 50}.get((momentum, lr))
+                        loss = math.nan if diverged else (0.1 if reached else 1.0) + 0.01 * seed + momentum / 100
+                        config = TrialConfig(problem="p", optimizer="m", hyperparams={"lr": lr, "momentum": momentum},
+                                             budget=Budget("steps", 100), batch_size=batch_size, seed=seed)
+                        final = {"train_loss": loss, "valid_loss": loss}
+                        result = TrialResult(config.trial_id, "diverged" if diverged else "ok", steps=100,
+                                             samples=800, final=final, best=final, steps_to_target=reached,
+                                             curve=[{"step": 0, "samples": 0, "seconds": 0.0, "lr": lr, **final}])
+                        store.save(config, result)
+                        store.add_to_suite("h", [config.trial_id])
+        path = write_report(store, "h", tmp_path / "out")
+    text = path.read_text()
+    assert re.search(r"\| m +\| 0\.1, 1 +\| 0\.1 – 1 \(2/2; 1\.0 decades\) +\| +1 \|", text)
+    # best valid loss per momentum value: 0.5 -> lr 1.0, mean of (0.105, 0.115); 0.9 -> lr 0.1, (0.109, 0.119)
+    assert re.search(r"\| m +\| +0\.5 \| 0\.11 ± 0\.0071 +\| +50 \| +1 +\|", text)
+    assert re.search(r"\| m +\| +0\.9 \| 0\.114 ± 0\.0071 +\| +30 \| +0\.1 +\|", text)
+    assert (path.parent / "p_heatmap.png").stat().st_size > 0
