@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"output folder (default: {DEFAULT_REPORTS})")
     report.add_argument("--suite", action="append", metavar="NAME",
                         help="suite(s) to report (default: every suite in the results file)")
+    report.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="compare two results files (e.g. an optimizer before and after a change) into "
+                        "OUT/compare/README.md, flagging changes beyond seed noise")
     report.set_defaults(handler=cmd_report)
 
     export = commands.add_parser("export", parents=[results], help="export stored trials to a file",
@@ -213,6 +216,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench_core.report import write_report
     from bench_core.store import Store
 
+    if args.compare:
+        from bench_core.compare import write_comparison
+
+        for path in args.compare:
+            _require_file(path, "--compare")
+        path = write_comparison(Path(args.compare[0]), Path(args.compare[1]), Path(args.out))
+        print(f"optbench: comparison written to {path}", file=sys.stderr)
+        return 0
     _require_file(args.results)
     catalog = _load(args)
     with Store(args.results) as store:
@@ -239,9 +250,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _require_file(path: str) -> None:
+def _require_file(path: str, flag: str = "--results") -> None:
     if not Path(path).is_file():
-        raise UserError(f"--results {path}: no such file (run a suite first, or pass --results PATH)")
+        raise UserError(f"{flag} {path}: no such file (run a suite first, or pass --results PATH)")
 
 
 if __name__ == "__main__":
