@@ -180,7 +180,7 @@ def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, f
     lr_png = _plot_lr(problem, trials, folder)
     if lr_png:
         parts += [f"![final loss against learning rate on {problem}]({lr_png})", ""]
-    parts += _sensitivity_section(trials)
+    parts += _sensitivity_section(problem, trials, folder)
     parts += _settings_section(trials)
     parts += _heatmap_section(problem, trials, folder)
     parts += _batch_size_section(problem, trials, folder)
@@ -214,18 +214,19 @@ def _mark_indistinguishable(table: list[list[str]], selected: dict[str, pd.Serie
             "(Welch's t-test, p ≥ 0.05).")
 
 
-def _sensitivity_section(trials: pd.DataFrame) -> list[str]:
+def _sensitivity_section(problem: str, trials: pd.DataFrame, folder: Path) -> list[str]:
     """How wide each optimizer's good learning-rate range is: the less tuning it needs, the wider."""
     heading = ["### Learning-rate sensitivity", ""]
     if "hp.lr" not in trials or trials["hp.lr"].nunique() < 2:
         return [*heading, "One learning rate in this sweep: sweep `--lr` over a grid to see how sensitive each "
                 "optimizer is to it.", ""]
     others = [c for c in _config_columns(trials) if c != "hp.lr"]
-    table = []
+    table, ranges = [], {}
     for optimizer, rows in trials.groupby("optimizer"):
         lrs = sorted(rows["hp.lr"].unique())
         reached = [lr for lr, group in rows.groupby("hp.lr")
                    if math.isfinite(tuned_cost(group, config_columns=others).iloc[0, 0])]
+        ranges[optimizer] = (lrs, reached)
         failed = sorted(rows.loc[rows["status"] != "ok", "hp.lr"].unique())
         if reached:
             decades = math.log10(max(reached) / min(reached))
@@ -241,7 +242,26 @@ def _sensitivity_section(trials: pd.DataFrame) -> list[str]:
             "diverged or errored trial.", "",
             tabulate([[row[0], *row[2:]] for row in table],
                      ["optimizer", "learning rates tried", "reaching the target", "diverged at"], tablefmt="github"),
-            ""]
+            "", f"![tuneability on {problem}]({_plot_tuneability(problem, ranges, folder)})", ""]
+
+
+def _plot_tuneability(problem: str, ranges: dict[str, tuple[list[float], list[float]]], folder: Path) -> str:
+    """One row per optimizer: the learning rates tried (dots) and those reaching the target (filled, joined)."""
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(ranges) + 1.6))
+    for row, (_, (tried, reached)) in enumerate(sorted(ranges.items())):
+        ax.scatter(tried, [row] * len(tried), facecolors="none", edgecolors="grey", zorder=2)
+        if reached:
+            ax.plot([min(reached), max(reached)], [row, row], lw=6, alpha=0.35, color="tab:green", zorder=1)
+            ax.scatter(reached, [row] * len(reached), color="tab:green", zorder=3)
+    ax.set_yticks(range(len(ranges)), sorted(ranges))
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate", title=f"{problem}: learning rates reaching the target (green)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    name = f"{problem}_tuneability.png"
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    return name
 
 
 def _settings_section(trials: pd.DataFrame) -> list[str]:
@@ -513,20 +533,27 @@ def _plot_curves(problem: str, trials: pd.DataFrame, best: pd.DataFrame, curves:
 
 
 def _plot_lr(problem: str, trials: pd.DataFrame, folder: Path) -> str | None:
+    """Final training loss against learning rate, one colour per optimizer and one line style per batch size."""
     if "hp.lr" not in trials or trials["hp.lr"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.2))
     finite = trials.loc[trials["status"] == "ok", "final.train_loss"].dropna()
     ceiling = finite.max() * 2 if len(finite) else 1.0
-    for optimizer, rows in trials.groupby("optimizer"):
+    sizes = sorted(trials["batch_size"].dropna().unique()) if "batch_size" in trials else []
+    styles = dict(zip(sizes, ["-", "--", ":", "-."] * (len(sizes) // 4 + 1), strict=False))
+    colors = {}
+    for (optimizer, batch_size), rows in trials.groupby(["optimizer", trials.get("batch_size", pd.Series(
+            0, index=trials.index)).fillna(0)]):
         ok = rows[rows["status"] == "ok"]
         # Best over the other hyperparameters, median over seeds: the loss this lr can reach.
-        per_config = ok.groupby(["hp.lr", *[c for c in _config_columns(rows) if c != "hp.lr"]],
-                                dropna=False)["final.train_loss"].median()
+        others = [c for c in _config_columns(rows) if c not in ("hp.lr", "batch_size")]
+        per_config = ok.groupby(["hp.lr", *others], dropna=False)["final.train_loss"].median()
         curve = per_config.groupby(level=0).min()
-        (line,) = ax.plot(curve.index, curve.values, marker="o", label=optimizer)
-        failed = rows.loc[rows["status"] != "ok", "hp.lr"].unique()
-        failed = [lr for lr in failed if lr not in curve.index]
+        label = optimizer if len(sizes) < 2 else f"{optimizer}, batch {int(batch_size)}"
+        (line,) = ax.plot(curve.index, curve.values, marker="o", label=label, color=colors.get(optimizer),
+                          ls=styles.get(batch_size, "-"))
+        colors.setdefault(optimizer, line.get_color())
+        failed = [lr for lr in rows.loc[rows["status"] != "ok", "hp.lr"].unique() if lr not in curve.index]
         if failed:
             ax.scatter(failed, [ceiling] * len(failed), marker="x", color=line.get_color())
     ax.set_xscale("log")
