@@ -338,6 +338,9 @@ def _batch_size_section(problem: str, trials: pd.DataFrame, folder: Path) -> lis
     """Steps to target, best learning rate and throughput against batch size, with the scaling rules."""
     sizes = sorted(trials["batch_size"].dropna().unique()) if "batch_size" in trials else []
     if len(sizes) < 2:
+        if len(sizes) == 1:  # a stochastic problem run at one batch size
+            return ["### Batch size", "", f"One batch size ({int(sizes[0])}) in this sweep: sweep `--batch-size` "
+                    "to see how it trades steps against samples.", ""]
         return []
     config = [c for c in _config_columns(trials) if c != "batch_size"]
     rows = []

@@ -200,3 +200,28 @@ def test_sensitivity_settings_and_heatmap_match_hand_computation(tmp_path):
     assert re.search(r"\| m +\| +0\.5 \| 0\.11 ± 0\.0071 +\| +50 \| +1 +\|", text)
     assert re.search(r"\| m +\| +0\.9 \| 0\.114 ± 0\.0071 +\| +30 \| +0\.1 +\|", text)
     assert (path.parent / "p_heatmap.png").stat().st_size > 0
+
+
+def test_errored_trials_are_counted_and_thin_sections_say_so(tmp_path):
+    from markdown_it import MarkdownIt
+
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("e", {}, {})
+        for seed, status in enumerate(["ok", "diverged", "error"]):
+            config = TrialConfig(problem="p", optimizer="a", hyperparams={"lr": 0.1}, budget=Budget("steps", 10),
+                                 batch_size=8, seed=seed)
+            final = {"train_loss": 0.5, "valid_loss": 0.5} if status == "ok" else {}
+            result = TrialResult(config.trial_id, status, steps=10, samples=80, final=final, best=final,
+                                 curve=[{"step": 0, "samples": 0, "seconds": 0.0, "lr": 0.1, **final}] if final else [],
+                                 error="Traceback: boom" if status == "error" else None)
+            store.save(config, result)
+            store.add_to_suite("e", [config.trial_id])
+        path = write_report(store, "e", tmp_path / "out")
+    text = path.read_text()
+    assert re.search(r"\| \*\*all\*\* +\| +1 \| +1 \| +1 \|", text)
+    assert "One learning rate in this sweep" in text and "One batch size (8) in this sweep" in text
+    assert "Performance profiles need at least two problems and two optimizers" in text
+    for block in MarkdownIt().parse(text):
+        for token in block.children or []:
+            if token.type == "image":
+                assert (path.parent / token.attrGet("src")).stat().st_size > 0
