@@ -91,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the trial count and exit")
     run.set_defaults(handler=cmd_run)
 
+    check = commands.add_parser(
+        "check-plugin", parents=[plugins], help="run the conformance kit on an optimizer, a problem or a plugin",
+        description="Check an optimizer, a problem, or every optimizer and problem of a plugin against the "
+        "conformance kit (bench_core.testing) and print a pass/fail table with the reason for each failure. "
+        "Exits 1 if any check failed.")
+    check.add_argument("name", metavar="NAME", help="an optimizer, problem or plugin name (see optbench list)")
+    check.add_argument("--skip-slow", action="store_true",
+                       help="skip the slow check that trains a reference optimizer to each problem's target")
+    check.add_argument("--device", default="cpu", help="device for the problem checks (default: cpu)")
+    check.set_defaults(handler=cmd_check_plugin)
+
     report = commands.add_parser("report", parents=[plugins, results],
                                  help="write Markdown reports from stored results",
                                  description="Write reports/<suite>/README.md with figures, from stored "
@@ -210,6 +221,31 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.device is not None:
         overrides["device"] = args.device
     return overrides
+
+
+def cmd_check_plugin(args: argparse.Namespace) -> int:
+    from bench_core.testing import check_optimizer, check_problem, format_table
+
+    catalog = _load(args)
+    targets = [(kind, name) for (kind, name), plugin in catalog.origin.items()
+               if plugin == args.name and kind in ("optimizer", "problem")]
+    targets += [(kind, args.name) for kind in ("optimizer", "problem") if args.name in catalog.entries(kind)]
+    if not targets:
+        known = sorted({*catalog.optimizers, *catalog.problems, *catalog.plugins})
+        raise UserError(f"check-plugin: {args.name!r} is no optimizer, problem or plugin (known: {', '.join(known)})")
+    failed = 0
+    for kind, name in sorted(set(targets)):
+        if kind == "optimizer":
+            results = check_optimizer(catalog.optimizers[name])
+        else:
+            results = check_problem(catalog.problems[name], device=args.device, reach_target=not args.skip_slow)
+        bad = sum(not r.passed for r in results)
+        failed += bad
+        verdict = "passes" if not bad else f"fails {bad} check(s)"
+        print(f"{kind} {name} (plugin {catalog.origin[(kind, name)]}): {verdict}")
+        print(format_table(results))
+        print()
+    return 1 if failed else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -1,0 +1,389 @@
+"""The conformance kit: checks a plugin author runs on an optimizer or a problem before publishing it.
+
+Call it from your own test suite::
+
+    from bench_core.testing import assert_optimizer_conforms, assert_problem_conforms
+
+    def test_my_optimizer():
+        assert_optimizer_conforms(my_spec)
+
+or from the command line: ``optbench check-plugin NAME``. Each check returns a
+:class:`CheckResult` with a one-line reason when it fails, so a report can say exactly
+what is wrong. The checks are what the harness relies on: an optimizer that ignores its
+learning rate or loses state in ``state_dict`` makes sweeps and resumed runs meaningless;
+a problem whose splits overlap makes its test metric a training metric.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tabulate import tabulate
+
+from bench_core.specs import OptimizerSpec, Problem, ProblemSpec
+
+__all__ = [
+    "CheckResult",
+    "assert_optimizer_conforms",
+    "assert_problem_conforms",
+    "check_optimizer",
+    "check_problem",
+    "format_table",
+]
+
+#: Learning rates the slow check tries with the reference optimizer, until one reaches the target.
+REFERENCE_LRS = (1e-3, 1e-2, 1e-1)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: passed, failed (with the reason), or skipped (with why)."""
+
+    name: str
+    passed: bool
+    reason: str = ""
+    skipped: bool = False
+
+
+class _Skip(Exception):
+    """Raised inside a check that does not apply."""
+
+
+def _run(name: str, check: Callable[[], None]) -> CheckResult:
+    try:
+        check()
+    except _Skip as skip:
+        return CheckResult(name, True, str(skip), skipped=True)
+    except AssertionError as failure:
+        return CheckResult(name, False, _one_line(failure) or "assertion failed")
+    except Exception as error:  # a crash in the plugin is a failed check, not a crashed kit
+        return CheckResult(name, False, f"raised {type(error).__name__}: {_one_line(error)}")
+    return CheckResult(name, True)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def format_table(results: Iterable[CheckResult]) -> str:
+    """A Markdown-style table: check, PASS / FAIL / SKIP, and the reason."""
+    rows = [[r.name, "SKIP" if r.skipped else "PASS" if r.passed else "FAIL", r.reason] for r in results]
+    return tabulate(rows, ["check", "result", "reason"], tablefmt="github")
+
+
+def _failures(results: Sequence[CheckResult]) -> list[CheckResult]:
+    return [r for r in results if not r.passed]
+
+
+# --- optimizers -------------------------------------------------------------------------------
+
+
+def _regression(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed least-squares task: 64 samples, 4 features, 3 outputs (the same on every call)."""
+    generator = torch.Generator().manual_seed(1234)
+    X = torch.randn(64, 4, generator=generator)
+    Y = X @ torch.randn(4, 3, generator=generator) + 0.1 * torch.randn(64, 3, generator=generator)
+    return X.to(device), Y.to(device)
+
+
+def _fresh_params(device: torch.device, copies: int = 1) -> list[torch.nn.Parameter]:
+    """``copies`` identical (weight, bias) pairs, initialised from a fixed seed."""
+    generator = torch.Generator().manual_seed(99)
+    weight, bias = torch.randn(4, 3, generator=generator) * 0.1, torch.zeros(3)
+    return [torch.nn.Parameter(t.clone().to(device)) for _ in range(copies) for t in (weight, bias)]
+
+
+def _loss(params: Sequence[torch.Tensor], data: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    X, Y = data
+    total = torch.zeros((), device=X.device)
+    for weight, bias in zip(params[0::2], params[1::2], strict=True):
+        total = total + ((X @ weight + bias - Y) ** 2).mean()
+    return total
+
+
+def _train(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], data: Any, steps: int) -> list[float]:
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = _loss(params, data)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def check_optimizer(spec: OptimizerSpec, devices: Sequence[str] | None = None,
+                    hyperparams: dict[str, float] | None = None) -> list[CheckResult]:
+    """Run every optimizer check on ``spec`` at its default hyperparameters (or ``hyperparams``).
+
+    ``devices`` defaults to the CPU plus CUDA when it is available; the other checks run on the CPU.
+    """
+    values = spec.defaults() | dict(hyperparams or {})
+    cpu = torch.device("cpu")
+    data = _regression(cpu)
+
+    def build(params: Any, **overrides: float) -> torch.optim.Optimizer:
+        return spec.build(params, values | overrides)
+
+    def steps_and_lowers_the_loss() -> None:
+        params = _fresh_params(cpu)
+        before = [p.detach().clone() for p in params]
+        losses = _train(build(params), params, data, 50)
+        assert any(not torch.equal(p, b) for p, b in zip(params, before, strict=True)), "parameters never changed"
+        assert all(math.isfinite(v) for v in losses), "the loss became non-finite"
+        final = float(_loss(params, data).detach())
+        assert final < losses[0], \
+            f"50 steps at lr {values['lr']:g} did not lower the loss ({losses[0]:.4g} -> {final:.4g})"
+
+    def respects_the_learning_rate() -> None:
+        displacement = {}
+        for factor in (1.0, 0.1):
+            params = _fresh_params(cpu)
+            start = [p.detach().clone() for p in params]
+            _train(build(params, lr=values["lr"] * factor), params, data, 1)
+            displacement[factor] = sum(float((p.detach() - s).norm()) for p, s in zip(params, start, strict=True))
+        assert displacement[1.0] > 0, "the first step did not move the parameters"
+        assert displacement[0.1] < 0.5 * displacement[1.0], (
+            f"a 10x smaller lr moved the parameters {displacement[0.1]:.3g} vs {displacement[1.0]:.3g}: "
+            "the learning rate is not respected")
+
+    def keeps_param_groups() -> None:
+        params = _fresh_params(cpu, copies=2)  # two identical copies get identical gradients
+        start = [p.detach().clone() for p in params]
+        slow = values["lr"] / 10
+        optimizer = build([{"params": params[:2]}, {"params": params[2:], "lr": slow}])
+        _train(optimizer, params, data, 1)
+        assert len(optimizer.param_groups) == 2, f"expected 2 param groups, found {len(optimizer.param_groups)}"
+        assert optimizer.param_groups[1]["lr"] == slow, "the second group's learning rate was changed"
+        fast_move = sum(float((p.detach() - s).norm()) for p, s in zip(params[:2], start[:2], strict=True))
+        slow_move = sum(float((p.detach() - s).norm()) for p, s in zip(params[2:], start[2:], strict=True))
+        assert slow_move < 0.5 * fast_move, (
+            f"the group with a 10x smaller lr moved {slow_move:.3g} vs {fast_move:.3g}: per-group lr ignored")
+
+    def state_dict_round_trips() -> None:
+        params = _fresh_params(cpu)
+        optimizer = build(params)
+        _train(optimizer, params, data, 5)
+        saved_params = [p.detach().clone() for p in params]
+        saved_state = copy.deepcopy(optimizer.state_dict())
+        _train(optimizer, params, data, 5)
+        expected = [p.detach().clone() for p in params]
+        restored = [torch.nn.Parameter(p.clone()) for p in saved_params]
+        fresh = build(restored)
+        fresh.load_state_dict(saved_state)
+        _train(fresh, restored, data, 5)
+        for got, want in zip(restored, expected, strict=True):
+            assert torch.equal(got.detach(), want), (
+                "resuming from state_dict() gives different parameters: the state dict does not hold all the "
+                f"optimizer's state (max difference {float((got.detach() - want).abs().max()):.3g})")
+
+    def deterministic_under_a_seed() -> None:
+        runs = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            params = _fresh_params(cpu)
+            _train(build(params), params, data, 10)
+            runs.append([p.detach().clone() for p in params])
+        assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True)), "two runs with the same seed differ"
+
+    def copes_with_zero_gradients() -> None:
+        params = _fresh_params(cpu)
+        optimizer = build(params)
+        for _ in range(5):
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            optimizer.step()
+        assert all(torch.isfinite(p).all() for p in params), "zero gradients made the parameters non-finite"
+
+    def skips_parameters_without_gradient() -> None:
+        params = _fresh_params(cpu)
+        idle = torch.nn.Parameter(torch.ones(5))
+        optimizer = build([*params, idle])
+        _train(optimizer, params, data, 3)  # idle never gets a gradient
+        assert idle.grad is None and torch.equal(idle.detach(), torch.ones(5)), "a parameter without gradient moved"
+
+    def runs_on(device: str) -> Callable[[], None]:
+        def check() -> None:
+            if device.startswith("cuda") and not torch.cuda.is_available():
+                raise _Skip("CUDA is not available here")
+            target = torch.device(device)
+            params = _fresh_params(target)
+            losses = _train(build(params), params, _regression(target), 20)
+            assert all(p.device.type == target.type for p in params), "parameters left the device"
+            assert math.isfinite(losses[-1]), f"non-finite loss on {device}"
+        return check
+
+    checks = [("steps", steps_and_lowers_the_loss), ("respects_lr", respects_the_learning_rate),
+              ("param_groups", keeps_param_groups), ("state_dict_roundtrip", state_dict_round_trips),
+              ("deterministic", deterministic_under_a_seed), ("zero_grad", copes_with_zero_gradients),
+              ("no_grad_params", skips_parameters_without_gradient)]
+    for device in devices or ["cpu", "cuda"]:
+        checks.append((f"device_{device}", runs_on(device)))
+    return [_run(name, check) for name, check in checks]
+
+
+def assert_optimizer_conforms(spec: OptimizerSpec, **kwargs: Any) -> None:
+    """:func:`check_optimizer`, raising ``AssertionError`` that lists every failed check."""
+    _raise_on_failures(spec.name, check_optimizer(spec, **kwargs))
+
+
+# --- problems ---------------------------------------------------------------------------------
+
+
+def _tensors(batch: Any) -> Iterator[torch.Tensor]:
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, dict):
+        for value in batch.values():
+            yield from _tensors(value)
+    elif isinstance(batch, list | tuple):
+        for value in batch:
+            yield from _tensors(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    first, second = list(_tensors(a)), list(_tensors(b))
+    return len(first) == len(second) and all(torch.equal(x, y) for x, y in zip(first, second, strict=True))
+
+
+def _row_hashes(X: torch.Tensor) -> set[str]:
+    rows = X.detach().cpu().contiguous().reshape(len(X), -1).numpy()
+    return {hashlib.sha1(row.tobytes()).hexdigest() for row in rows}
+
+
+def check_problem(spec: ProblemSpec, options: dict[str, Any] | None = None, device: str = "cpu",
+                  reach_target: bool = True, reference: OptimizerSpec | None = None,
+                  reference_lrs: Sequence[float] = REFERENCE_LRS) -> list[CheckResult]:
+    """Run every problem check on ``spec`` built with its default options (updated by ``options``).
+
+    ``reach_target`` adds the slow check: a reference optimizer (Adam unless ``reference`` is
+    given) trained by the real harness for the spec's default budget and batch size reaches
+    the problem's target at one of ``reference_lrs``.
+    """
+    options = dict(spec.options) | dict(options or {})
+    built: dict[str, Problem] = {}
+
+    def builds() -> None:
+        problem = spec.build(device=torch.device(device), **options)
+        assert isinstance(problem, Problem), f"build() returned {type(problem).__name__}, not a Problem"
+        built["problem"] = problem
+
+    def problem() -> Problem:
+        if "problem" not in built:
+            raise _Skip("the problem did not build")
+        return built["problem"]
+
+    def batch_size() -> int:
+        size = problem().train_size
+        return min(spec.batch_size, size) if size else spec.batch_size
+
+    def batches_have_the_declared_shape() -> None:
+        p = problem()
+        stream = p.batches(batch_size(), torch.Generator(device=p.device).manual_seed(0))
+        for batch in (next(stream), next(stream)):
+            tensors = list(_tensors(batch))
+            assert tensors, "a batch holds no tensors"
+            for tensor in tensors:
+                assert tensor.device.type == p.device.type, f"a batch tensor is on {tensor.device}, not {p.device}"
+                if p.train_size:
+                    assert len(tensor) == batch_size(), f"a batch tensor has {len(tensor)} rows, not {batch_size()}"
+            floats = [t for t in tensors if t.is_floating_point()]
+            assert floats, "a batch holds no floating-point tensor"
+
+    def data_is_deterministic() -> None:
+        p = problem()
+
+        def draw(seed: int) -> list[Any]:
+            stream = p.batches(batch_size(), torch.Generator(device=p.device).manual_seed(seed))
+            return [next(stream) for _ in range(3)]
+
+        first, again = draw(0), draw(0)
+        assert all(_same(a, b) for a, b in zip(first, again, strict=True)), "the same seed gave different batches"
+        if p.stochastic:
+            other = draw(1)
+            assert not all(_same(a, b) for a, b in zip(first, other, strict=True)), \
+                "another seed gave the same batches: the generator is not used"
+
+    def loss_is_finite_at_init() -> None:
+        p = problem()
+        torch.manual_seed(0)
+        model = p.init_model().to(p.device)
+        stream = p.batches(batch_size(), torch.Generator(device=p.device).manual_seed(0))
+        loss = p.loss(model, next(stream))
+        assert loss.ndim == 0, f"the loss has shape {tuple(loss.shape)}, not a scalar"
+        assert torch.isfinite(loss), f"the loss at initialisation is {float(loss.detach())}"
+
+    def metrics_are_reported() -> None:
+        p = problem()
+        torch.manual_seed(0)
+        metrics = p.evaluate(p.init_model().to(p.device))
+        assert "train_loss" in metrics, "evaluate() has no train_loss"
+        bad = {k: v for k, v in metrics.items() if not isinstance(v, float) or not math.isfinite(v)}
+        assert not bad, f"non-finite or non-float metrics: {bad}"
+        if p.target is not None:
+            assert p.target.metric in metrics, f"the target metric {p.target.metric!r} is never reported"
+        missing = set(p.maximize) - set(metrics)
+        assert not missing, f"maximize names metrics evaluate() lacks: {sorted(missing)}"
+
+    def splits_are_disjoint() -> None:
+        p = problem()
+        splits = getattr(p, "splits", None)
+        if not isinstance(splits, dict) or "train" not in splits:
+            raise _Skip("the problem exposes no splits (a .splits dict of (X, y))")
+        train = _row_hashes(splits["train"][0])
+        for name, split in splits.items():
+            if name != "train":
+                shared = len(_row_hashes(split[0]) & train)
+                assert shared == 0, f"{shared} {name} samples also appear in the training split"
+
+    def target_is_reachable() -> None:
+        p = problem()
+        if p.target is None:
+            raise _Skip("the problem declares no target")
+        from bench_core.catalog import load_catalog
+        from bench_core.runner import ProblemCache, run_trial
+        from bench_core.trial import TrialConfig
+
+        optimizer = reference or OptimizerSpec("reference_adam", torch.optim.Adam)
+        base = load_catalog()
+        catalog = dataclasses.replace(base, problems={**base.problems, spec.name: spec},
+                                      optimizers={**base.optimizers, optimizer.name: optimizer})
+        cache = ProblemCache(catalog)
+        outcomes = []
+        for lr in reference_lrs:
+            config = TrialConfig(problem=spec.name, optimizer=optimizer.name, hyperparams={"lr": lr},
+                                 budget=spec.budget, batch_size=batch_size() if p.stochastic else None,
+                                 problem_options=options, device=device)
+            result = run_trial(config, cache)
+            if result.status == "ok" and result.steps_to_target is not None:
+                return
+            outcomes.append(f"lr {lr:g}: {result.status}, best {p.target.metric} "
+                            f"{result.best.get(p.target.metric, math.nan):.4g}")
+        raise AssertionError(f"{optimizer.name} did not reach {p.target.metric} {p.target.value:g} within "
+                             f"{spec.budget.amount} {spec.budget.unit} ({'; '.join(outcomes)})")
+
+    checks = [("builds", builds), ("batches", batches_have_the_declared_shape),
+              ("deterministic_data", data_is_deterministic), ("finite_loss_at_init", loss_is_finite_at_init),
+              ("metrics", metrics_are_reported), ("disjoint_splits", splits_are_disjoint)]
+    if reach_target:
+        checks.append(("target_reachable", target_is_reachable))
+    return [_run(name, check) for name, check in checks]
+
+
+def assert_problem_conforms(spec: ProblemSpec, **kwargs: Any) -> None:
+    """:func:`check_problem`, raising ``AssertionError`` that lists every failed check."""
+    _raise_on_failures(spec.name, check_problem(spec, **kwargs))
+
+
+def _raise_on_failures(name: str, results: Sequence[CheckResult]) -> None:
+    failures = _failures(results)
+    if failures:
+        raise AssertionError(f"{name} fails {len(failures)} check(s): "
+                             + "; ".join(f"{r.name}: {r.reason}" for r in failures))

@@ -1,0 +1,239 @@
+"""The conformance kit passes the built-ins and catches planted faults, each with the right check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench_core import ClassificationProblem, OptimizerSpec, ProblemSpec, Target
+from bench_core.testing import assert_optimizer_conforms, assert_problem_conforms, check_optimizer, check_problem
+
+
+def failed(results) -> set[str]:
+    return {r.name for r in results if not r.passed}
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "lion"])
+def test_every_builtin_optimizer_conforms(catalog, name):
+    assert_optimizer_conforms(catalog.optimizers[name])
+
+
+@pytest.mark.parametrize(("name", "reach"), [("sphere", True), ("quadratic", True), ("digits_mlp", False),
+                                              ("logistic", False), ("teacher_student", False)])
+def test_builtin_problems_conform(catalog, name, reach):
+    assert_problem_conforms(catalog.problems[name], reach_target=reach)
+
+
+# --- planted optimizer faults ------------------------------------------------------------------
+
+
+class IgnoresLr(torch.optim.SGD):
+    """Always steps with lr 0.01, whatever it was given."""
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data.add_(p.grad, alpha=-0.01)
+
+
+class ForgetsState(torch.optim.SGD):
+    """Momentum SGD whose state_dict drops the momentum buffers."""
+
+    def state_dict(self):
+        saved = super().state_dict()
+        saved["state"] = {}
+        return saved
+
+
+class CrashesWithoutGrad(torch.optim.Optimizer):
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.data.add_(p.grad, alpha=-group["lr"])  # p.grad may be None
+
+
+class NormalisedSGD(torch.optim.Optimizer):
+    """Steps along g / |g|: zero gradients give 0 / 0."""
+
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data.add_(p.grad / p.grad.norm(), alpha=-group["lr"])
+
+
+class Jittery(torch.optim.SGD):
+    """Adds noise from a generator seeded by the OS: not reproducible under a seed."""
+
+    def step(self, closure=None):
+        super().step(closure)
+        generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data.add_(torch.randn(p.shape, generator=generator) * 1e-6)
+
+
+@pytest.mark.parametrize(("optimizer", "fixed", "expected"), [
+    (IgnoresLr, {}, {"respects_lr", "param_groups"}),
+    (ForgetsState, {"momentum": 0.9}, {"state_dict_roundtrip"}),
+    (CrashesWithoutGrad, {}, {"no_grad_params"}),
+    (NormalisedSGD, {}, {"zero_grad"}),
+    (Jittery, {}, {"deterministic", "state_dict_roundtrip"}),  # unseeded noise cannot resume exactly either
+])
+def test_planted_optimizer_faults_are_caught_by_the_right_check(optimizer, fixed, expected):
+    results = check_optimizer(OptimizerSpec("planted", optimizer, lr=0.05, fixed=fixed), devices=["cpu"])
+    assert failed(results) == expected
+    for result in results:
+        if not result.passed:
+            assert result.reason and "\n" not in result.reason
+    with pytest.raises(AssertionError, match="planted fails"):
+        assert_optimizer_conforms(OptimizerSpec("planted", optimizer, lr=0.05, fixed=fixed), devices=["cpu"])
+
+
+# --- planted problem faults ---------------------------------------------------------------------
+
+
+def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=generator), torch.randint(0, 3, (n,), generator=generator)
+
+
+class Overlapping(ClassificationProblem):
+    def __init__(self, device="cpu"):
+        train = _data(60, 0)
+        test = (torch.cat([train[0][:5], _data(15, 1)[0]]), torch.cat([train[1][:5], _data(15, 1)[1]]))
+        super().__init__(train, _data(20, 2), test, device=device, model_factory=lambda: torch.nn.Linear(5, 3))
+        self.target = Target("valid_accuracy", 0.5)
+
+
+class NoTargetMetric(ClassificationProblem):
+    def __init__(self, device="cpu"):
+        super().__init__(_data(60, 0), None, _data(20, 2), device=device, model_factory=lambda: torch.nn.Linear(5, 3))
+        self.target = Target("valid_accuracy", 0.5)  # there is no valid split
+
+
+class IgnoresGenerator(ClassificationProblem):
+    def __init__(self, device="cpu"):
+        super().__init__(_data(60, 0), _data(20, 2), None, device=device, model_factory=lambda: torch.nn.Linear(5, 3))
+
+    def batches(self, batch_size, generator):
+        X, y = self.splits["train"]
+        while True:
+            idx = torch.randint(0, len(y), (batch_size,))  # the global RNG, not the generator
+            yield X[idx], y[idx]
+
+
+class NanModel(torch.nn.Linear):
+    def forward(self, x):
+        return super().forward(x) * float("nan")
+
+
+class NanAtInit(ClassificationProblem):
+    def __init__(self, device="cpu"):
+        super().__init__(_data(60, 0), _data(20, 2), None, device=device, model_factory=lambda: NanModel(5, 3))
+
+
+@pytest.mark.parametrize(("problem", "expected"), [
+    (Overlapping, {"disjoint_splits"}),
+    (NoTargetMetric, {"metrics"}),
+    (IgnoresGenerator, {"deterministic_data"}),
+    (NanAtInit, {"finite_loss_at_init", "metrics"}),
+])
+def test_planted_problem_faults_are_caught_by_the_right_check(problem, expected):
+    results = check_problem(ProblemSpec("planted", problem, batch_size=8), reach_target=False)
+    assert failed(results) == expected
+
+
+def test_an_unreachable_target_fails_the_slow_check(catalog):
+    results = check_problem(catalog.problems["rastrigin"], reference_lrs=[0.01])
+    assert failed(results) == {"target_reachable"}
+    reason = next(r.reason for r in results if r.name == "target_reachable")
+    assert "did not reach train_suboptimality 0.001 within 1000 steps" in reason
+
+
+def test_a_problem_that_does_not_build_fails_once_and_skips_the_rest():
+    def broken(device="cpu"):
+        raise ValueError("no data here")
+
+    results = check_problem(ProblemSpec("broken", broken))
+    assert failed(results) == {"builds"}
+    assert all(r.skipped for r in results if r.name != "builds")
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+FAULTY_PLUGIN = """
+import torch
+from bench_core import OptimizerSpec, hookimpl
+
+
+class IgnoresLr(torch.optim.SGD):
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data.add_(p.grad, alpha=-0.01)
+
+
+@hookimpl
+def optbench_optimizers():
+    return [OptimizerSpec("stubborn", IgnoresLr, lr=0.05)]
+"""
+
+
+def optbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench_core.cli", *args], capture_output=True, text=True,
+                          env=os.environ | {"OPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}, timeout=300)
+
+
+@pytest.mark.slow
+def test_check_plugin_command(tmp_path):
+    ok = optbench("check-plugin", "lion")
+    assert ok.returncode == 0, ok.stderr
+    assert "optimizer lion (plugin lion): passes" in ok.stdout and "| state_dict_roundtrip | PASS" in ok.stdout
+    path = tmp_path / "stubborn.py"
+    path.write_text(FAULTY_PLUGIN)
+    bad = optbench("check-plugin", "stubborn", "--plugins", str(path))
+    assert bad.returncode == 1
+    assert "optimizer stubborn" in bad.stdout and "fails 2 check(s)" in bad.stdout
+    assert "| respects_lr" in bad.stdout and "the learning rate is not respected" in bad.stdout
+    plugin = optbench("check-plugin", "analytic", "--skip-slow")
+    assert plugin.returncode == 0, plugin.stdout
+    assert "problem sphere (plugin analytic): passes" in plugin.stdout
+    unknown = optbench("check-plugin", "nope")
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("optbench: error: check-plugin: 'nope' is no optimizer, problem or plugin")
+    assert len(unknown.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_pytest_plugin_gives_authors_the_kit_as_fixtures(tmp_path):
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["bench_core.pytest_plugin"]\n')
+    (tmp_path / "test_author.py").write_text(FAULTY_PLUGIN + """
+
+def test_builtin(optbench_catalog, check_optimizer, check_problem):
+    check_optimizer(optbench_catalog.optimizers["adam"])
+    check_problem(optbench_catalog.problems["sphere"])
+
+
+def test_mine(check_optimizer):
+    check_optimizer(optbench_optimizers()[0])
+""")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env=os.environ | {"OPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert done.returncode == 1, done.stdout
+    assert "1 failed, 1 passed" in done.stdout
+    assert "stubborn fails 2 check(s): respects_lr:" in done.stdout
