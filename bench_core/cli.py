@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "--problem is given)")
     run.add_argument("--problem", help="problem name(s), comma-separated")
     run.add_argument("--optimizer", help="optimizer name(s), comma-separated (default: all for a custom sweep)")
-    run.add_argument("--lr", help="learning rate(s)")
+    run.add_argument("--lr", help="learning rate(s): values, or a grid log:LOW:HIGH:NUM / lin:LOW:HIGH:NUM")
     run.add_argument("--momentum", help="momentum value(s), for optimizers that have momentum")
     run.add_argument("--hp", action="append", default=[], metavar="NAME=VALUES",
                      help="any other hyperparameter, e.g. --hp beta2=0.99,0.999 (repeatable)")
@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="do not write a report after the run")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--dry-run", action="store_true", help="print the trial count and exit")
+    run.add_argument("--rerun", action="store_true",
+                     help="run every trial again, replacing stored results (default: skip stored trials)")
     run.set_defaults(handler=cmd_run)
 
     check = commands.add_parser(
@@ -183,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"optbench: suite {sweep.name!r} ({source}): {len(sweep.trials)} trials on "
               f"{sweep.trials[0].device} with {workers} worker(s); results in {args.results}", file=sys.stderr)
         outcome = run_sweep(sweep, catalog, store, workers, progress=False if args.no_progress else None,
-                            problems=problems)
+                            problems=problems, rerun=args.rerun)
         print(f"optbench: {outcome.summary()}", file=sys.stderr)
         for config, message in outcome.errors[:10]:
             print(f"optbench: error in trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",

@@ -32,8 +32,9 @@ class SweepOutcome:
 
 
 def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progress: bool | None = None,
-              autoload: bool | None = None, problems: ProblemCache | None = None) -> SweepOutcome:
-    """Run every trial of ``sweep`` not yet stored, writing one transaction per finished trial.
+              autoload: bool | None = None, problems: ProblemCache | None = None,
+              rerun: bool = False) -> SweepOutcome:
+    """Run every trial of ``sweep`` not yet stored (every trial with ``rerun``), one transaction per trial.
 
     Only this (driver) process writes the store, so a kill at any moment loses at most the
     trials in flight; a re-run picks up the rest.
@@ -42,7 +43,7 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
     device = sweep.trials[0].device if sweep.trials else "cpu"
     store.begin_run(sweep.name, sweep.settings, environment(catalog, device, workers))
     store.add_to_suite(sweep.name, ids)
-    done = store.done_ids(ids)
+    done = set() if rerun else store.done_ids(ids)
     todo = [config for config in sweep.trials if config.trial_id not in done]
     outcome = SweepOutcome(total=len(ids), skipped=len(ids) - len(todo))
     if not todo:

@@ -293,7 +293,49 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+GRID_KINDS = ("log", "linear")
+
+
+def grid(kind: str, low: float, high: float, num: int, where: str) -> list[float]:
+    """``num`` values from ``low`` to ``high`` (both included), evenly spaced in log or linear scale.
+
+    Values are rounded to 12 significant digits so that the same grid always gives the same
+    numbers, and so the same trial ids, whatever the floating-point path that computed them.
+    """
+    if kind not in GRID_KINDS:
+        raise UserError(f"{where}: unknown grid {kind!r} (use {' or '.join(GRID_KINDS)})")
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise UserError(f"{where}: num must be an integer >= 1, got {num!r}")
+    for bound in (low, high):
+        if isinstance(bound, bool) or not isinstance(bound, int | float) or bound != bound:
+            raise UserError(f"{where}: grid bounds must be numbers, got {bound!r}")
+    if kind == "log" and (low <= 0 or high <= 0):
+        raise UserError(f"{where}: a log grid needs positive bounds, got [{low!r}, {high!r}]")
+    if num == 1:
+        return [float(low)]
+    if kind == "log":
+        values = [low * (high / low) ** (k / (num - 1)) for k in range(num)]
+    else:
+        values = [low + (high - low) * k / (num - 1) for k in range(num)]
+    return [float(f"{v:.12g}") for v in values]
+
+
+def _grid_table(value: dict, where: str) -> list[float]:
+    """``{log = [low, high], num = n}`` or ``{linear = [low, high], num = n}`` as a list of values."""
+    kinds = [k for k in GRID_KINDS if k in value]
+    unknown = set(value) - {*GRID_KINDS, "num"}
+    if len(kinds) != 1 or unknown or "num" not in value:
+        raise UserError(f"{where}: a grid is {{log = [low, high], num = N}} or {{linear = [low, high], num = N}}, "
+                        f"got {value!r}")
+    bounds = value[kinds[0]]
+    if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+        raise UserError(f"{where}: {kinds[0]} needs [low, high], got {bounds!r}")
+    return grid(kinds[0], bounds[0], bounds[1], value["num"], where)
+
+
 def _numbers(value: Any, where: str, positive: bool = False) -> list[float]:
+    if isinstance(value, dict):
+        value = _grid_table(value, where)
     values = _as_list(value)
     if not values:
         raise UserError(f"{where}: empty list")
@@ -331,11 +373,26 @@ def parse_cli_values(flag: str, text: str, kind: type) -> list[Any]:
     out = []
     for part in text.split(","):
         part = part.strip()
+        if kind is float and part.split(":")[0] in ("log", "lin", "linear"):
+            out.extend(_cli_grid(flag, part))
+            continue
         try:
             out.append(kind(part))
         except ValueError:
             raise UserError(f"{flag}: {part!r} is not a valid {kind.__name__}") from None
     return out
+
+
+def _cli_grid(flag: str, text: str) -> list[float]:
+    """``log:LOW:HIGH:NUM`` or ``lin:LOW:HIGH:NUM`` from the command line."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        low, high, num = float(parts[1]), float(parts[2]), int(parts[3])
+    except ValueError:
+        raise UserError(f"{flag}: {text!r} is not a grid (use log:LOW:HIGH:NUM or lin:LOW:HIGH:NUM)") from None
+    return grid("log" if parts[0] == "log" else "linear", low, high, num, flag)
 
 
 def adhoc_settings(problems: Sequence[str]) -> dict[str, Any]:

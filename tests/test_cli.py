@@ -180,3 +180,20 @@ def _count_safely(path: Path) -> list:
         return stored(path)["trial_id"].tolist()
     except (sqlite3.Error, pd.errors.DatabaseError):
         return []
+
+
+def test_rerun_runs_stored_trials_again_and_replaces_them(tmp_path):
+    results = tmp_path / "r.sqlite"
+    args = ["run", "--problem", "quadratic", "--optimizer", "sgd", "--lr", "log:0.001:0.1:3", "--steps", "10",
+            "--results", str(results), "--no-report", "--workers", "1"]
+    first = optbench(*args)
+    assert first.returncode == 0, first.stderr
+    before = stored(results).set_index("trial_id")
+    assert len(before) == 3
+    again = optbench(*args)
+    assert "3 already stored, ran 0" in again.stderr
+    forced = optbench(*args, "--rerun")
+    assert forced.returncode == 0 and "0 already stored, ran 3" in forced.stderr
+    after = stored(results).set_index("trial_id")
+    assert set(after.index) == set(before.index)  # replaced, not duplicated
+    assert (after["finished_at"] > before.loc[after.index, "finished_at"]).all()

@@ -138,3 +138,36 @@ def test_device_resolution_on_a_machine_without_cuda(monkeypatch):
     assert resolve_device("cuda:0") == "cuda:0"
     with pytest.raises(UserError, match="only 1 CUDA device"):
         resolve_device("cuda:3")
+
+
+def test_log_and_linear_grids_expand_to_their_closed_forms(catalog):
+    settings = {"problems": ["quadratic"], "optimizers": ["momentum"], "lr": {"log": [1e-4, 1.0], "num": 5},
+                "momentum": {"linear": [0.0, 0.9], "num": 4}}
+    sweep = expand(settings, catalog)
+    assert sorted({t.lr for t in sweep.trials}) == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0], rel=1e-12)
+    assert sorted({t.hyperparams["momentum"] for t in sweep.trials}) == pytest.approx([0.0, 0.3, 0.6, 0.9])
+    assert len(sweep.trials) == 5 * 4
+    # the same grid spelt as a list names the same trials
+    listed = expand({**settings, "lr": [1e-4, 1e-3, 1e-2, 1e-1, 1.0], "momentum": [0.0, 0.3, 0.6, 0.9]}, catalog)
+    assert sorted(ids(sweep)) == sorted(ids(listed))
+
+
+def test_command_line_grids_and_their_errors():
+    from bench_core.suite import parse_cli_values
+
+    assert parse_cli_values("--lr", "log:0.01:1:3", float) == pytest.approx([0.01, 0.1, 1.0], rel=1e-12)
+    assert parse_cli_values("--lr", "0.5,lin:1:2:3", float) == [0.5, 1.0, 1.5, 2.0]
+    for text, message in [("log:0:1:3", "positive bounds"), ("log:1:2", "not a grid"), ("lin:1:2:0", "num must")]:
+        with pytest.raises(UserError, match=message):
+            parse_cli_values("--lr", text, float)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ({"log": [1e-3, 1.0]}, "a grid is"),
+    ({"log": [1e-3], "num": 3}, "needs \\[low, high\\]"),
+    ({"cube": [1, 2], "num": 3}, "a grid is"),
+])
+def test_malformed_grid_tables_name_the_key(catalog, value, message):
+    with pytest.raises(UserError, match=message) as raised:
+        expand({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": value}, catalog)
+    assert "lr" in str(raised.value)
