@@ -12,6 +12,44 @@ or from the command line: ``optbench check-plugin NAME``. Each check returns a
 what is wrong. The checks are what the harness relies on: an optimizer that ignores its
 learning rate or loses state in ``state_dict`` makes sweeps and resumed runs meaningless;
 a problem whose splits overlap makes its test metric a training metric.
+
+Optimizer checks (:func:`check_optimizer`), on a fixed least-squares task on the CPU:
+
+``steps``
+    50 steps at the default hyperparameters move the parameters and lower the loss.
+``respects_lr``
+    the first step at ``lr / 10`` must move the parameters less than half as far as the
+    first step at ``lr``. (Not ``lr = 0``: some optimizers rightly reject it.) An optimizer
+    that ignores its learning rate moves the same distance and fails.
+``param_groups``
+    two groups (the second at a 10x smaller lr) are both kept, and the slow group moves
+    less than half as far as the fast one on identical data.
+``state_dict_roundtrip``
+    k steps, ``state_dict()`` saved, m more steps; versus a fresh optimizer that loads the
+    saved state into the saved parameters and takes the same m steps: bit-identical
+    parameters (``torch.equal``). Catches a state dict that drops momentum buffers.
+``deterministic``
+    two runs under the same seed give bit-identical parameters.
+``zero_grad``
+    all-zero gradients leave the parameters finite (no 0 / 0).
+``no_grad_params``
+    a parameter whose ``.grad`` is ``None`` is skipped without error and left unchanged.
+``device_cpu``, ``device_cuda``
+    20 steps on each device; ``device_cuda`` is skipped where CUDA is not available.
+
+Problem checks (:func:`check_problem`): ``builds``, ``batches`` (two batches of the spec's
+batch size, with one leading dimension when the problem has a finite ``train_size``, a
+float tensor, on the problem's device), ``deterministic_data`` (the same generator seed
+gives the same batches; for a stochastic problem another seed gives other batches),
+``finite_loss_at_init``, ``metrics`` (finite floats, ``train_loss``, the target metric and
+every ``maximize`` name), ``disjoint_splits`` (no row of another split equals a row of
+``problem.splits["train"]``, compared by hashing each row's bytes; skipped when the problem
+exposes no ``splits``) and, unless ``reach_target=False``, the slow ``target_reachable``:
+the real harness (:func:`bench_core.runner.run_trial`) trains a reference optimizer (Adam)
+for the spec's default budget and batch size, one seed, and must reach the target.
+
+Every check runs under :func:`torch.random.fork_rng`, so the kit leaves the caller's
+global CPU random state as it found it.
 """
 
 from __future__ import annotations
@@ -58,7 +96,8 @@ class _Skip(Exception):
 
 def _run(name: str, check: Callable[[], None]) -> CheckResult:
     try:
-        check()
+        with torch.random.fork_rng(devices=[]):
+            check()
     except _Skip as skip:
         return CheckResult(name, True, str(skip), skipped=True)
     except AssertionError as failure:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench_core import ClassificationProblem, OptimizerSpec, ProblemSpec, Target
+from bench_core.catalog import load_catalog
 from bench_core.testing import assert_optimizer_conforms, assert_problem_conforms, check_optimizer, check_problem
 
 
@@ -17,9 +18,18 @@ def failed(results) -> set[str]:
     return {r.name for r in results if not r.passed}
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "lion"])
+@pytest.mark.parametrize("name", sorted(load_catalog().optimizers))  # conftest keeps this to the built-ins
 def test_every_builtin_optimizer_conforms(catalog, name):
     assert_optimizer_conforms(catalog.optimizers[name])
+
+
+def test_the_kit_leaves_the_global_random_state_alone(catalog):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    results = check_optimizer(catalog.optimizers["sgd"], devices=["cpu"])
+    assert all(r.passed for r in results)
+    assert torch.equal(torch.rand(3), expected)
 
 
 @pytest.mark.parametrize(("name", "reach"), [("sphere", True), ("quadratic", True), ("digits_mlp", False),
@@ -172,7 +182,7 @@ def test_a_problem_that_does_not_build_fails_once_and_skips_the_rest():
     assert all(r.skipped for r in results if r.name != "builds")
 
 
-# --- the command ---------------------------------------------------------------------------------
+# --- the pytest plugin (the command is in test_check_plugin.py) ------------------------------------
 
 FAULTY_PLUGIN = """
 import torch
@@ -191,31 +201,6 @@ class IgnoresLr(torch.optim.SGD):
 def optbench_optimizers():
     return [OptimizerSpec("stubborn", IgnoresLr, lr=0.05)]
 """
-
-
-def optbench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench_core.cli", *args], capture_output=True, text=True,
-                          env=os.environ | {"OPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}, timeout=300)
-
-
-@pytest.mark.slow
-def test_check_plugin_command(tmp_path):
-    ok = optbench("check-plugin", "lion")
-    assert ok.returncode == 0, ok.stderr
-    assert "optimizer lion (plugin lion): passes" in ok.stdout and "| state_dict_roundtrip | PASS" in ok.stdout
-    path = tmp_path / "stubborn.py"
-    path.write_text(FAULTY_PLUGIN)
-    bad = optbench("check-plugin", "stubborn", "--plugins", str(path))
-    assert bad.returncode == 1
-    assert "optimizer stubborn" in bad.stdout and "fails 2 check(s)" in bad.stdout
-    assert "| respects_lr" in bad.stdout and "the learning rate is not respected" in bad.stdout
-    plugin = optbench("check-plugin", "analytic", "--skip-slow")
-    assert plugin.returncode == 0, plugin.stdout
-    assert "problem sphere (plugin analytic): passes" in plugin.stdout
-    unknown = optbench("check-plugin", "nope")
-    assert unknown.returncode == 2
-    assert unknown.stderr.startswith("optbench: error: check-plugin: 'nope' is no optimizer, problem or plugin")
-    assert len(unknown.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

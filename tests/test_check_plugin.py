@@ -1,0 +1,80 @@
+"""``optbench check-plugin`` end to end, in subprocesses, as a plugin author runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FAULTY_PLUGIN = """
+import torch
+from bench_core import OptimizerSpec, hookimpl
+
+
+class IgnoresLr(torch.optim.SGD):
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data.add_(p.grad, alpha=-0.01)
+
+
+@hookimpl
+def optbench_optimizers():
+    return [OptimizerSpec("stubborn", IgnoresLr, lr=0.05)]
+"""
+
+
+def optbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench_core.cli", *args], capture_output=True, text=True,
+                          env=os.environ | {"OPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}, timeout=300)
+
+
+def test_a_builtin_optimizer_passes():
+    done = optbench("check-plugin", "lion")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "optimizer lion (plugin lion): passes" in done.stdout
+    for check in ("steps", "respects_lr", "param_groups", "state_dict_roundtrip", "deterministic", "zero_grad",
+                  "no_grad_params", "device_cpu"):
+        assert f"| {check} " in done.stdout
+    assert "| state_dict_roundtrip | PASS" in done.stdout
+    assert "FAIL" not in done.stdout
+
+
+def test_a_faulty_optimizer_fails_with_the_check_and_its_reason(tmp_path):
+    path = tmp_path / "stubborn.py"
+    path.write_text(FAULTY_PLUGIN)
+    done = optbench("check-plugin", "stubborn", "--plugins", str(path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"optimizer stubborn (plugin {path}): fails 2 check(s)" in done.stdout
+    failing = {line.split("|")[1].strip() for line in done.stdout.splitlines() if "| FAIL" in line}
+    assert failing == {"respects_lr", "param_groups"}
+    assert "the learning rate is not respected" in done.stdout
+    assert "per-group lr ignored" in done.stdout
+
+
+def test_a_plugin_name_checks_everything_it_provides():
+    done = optbench("check-plugin", "analytic", "--skip-slow")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "problem sphere (plugin analytic): passes" in done.stdout
+    assert "problem rosenbrock (plugin analytic): passes" in done.stdout
+    assert "target_reachable" not in done.stdout  # --skip-slow
+
+
+def test_an_unknown_name_is_one_line_and_exit_2():
+    done = optbench("check-plugin", "nope")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("optbench: error: check-plugin: 'nope' is no optimizer, problem or plugin")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_help_names_the_options():
+    done = optbench("check-plugin", "--help")
+    assert done.returncode == 0
+    for option in ("NAME", "--plugins", "--skip-slow", "--device"):
+        assert option in done.stdout
