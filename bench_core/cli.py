@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     budget = run.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="budget in optimizer steps")
     budget.add_argument("--epochs", type=int, help="budget in epochs")
+    run.add_argument("--random-trials", type=int, metavar="N",
+                     help="random search: N draws per optimizer and problem from the optimizers' declared ranges "
+                     "(axes you give are sampled from their values)")
+    run.add_argument("--random-seed", type=int, metavar="SEED", help="seed of the random search draws (default 0)")
     run.add_argument("--evals", type=int, help="number of evaluations along each run (default 20)")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's, else auto)")
     run.add_argument("--data-dir", metavar="DIR",
@@ -214,12 +218,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not name.isidentifier() or not values:
             raise UserError(f"--hp {item!r}: expected NAME=VALUE[,VALUE...]")
         overrides[name] = parse_cli_values(f"--hp {name}", values, float)
-    for key in ("steps", "epochs", "evals"):
+    for key in ("steps", "epochs", "evals", "random_trials"):
         value = getattr(args, key)
         if value is not None:
             if value < 1:
-                raise UserError(f"--{key} {value}: need a positive integer")
+                raise UserError(f"--{key.replace('_', '-')} {value}: need a positive integer")
             overrides[key] = value
+    if args.random_seed is not None:
+        if args.random_seed < 0:
+            raise UserError(f"--random-seed {args.random_seed}: need an integer >= 0")
+        overrides["random_seed"] = args.random_seed
     if args.device is not None:
         overrides["device"] = args.device
     return overrides

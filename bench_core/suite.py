@@ -11,13 +11,16 @@ rate and hyperparameters, the problem's batch size and budget. See
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench_core.catalog import Catalog
@@ -27,8 +30,8 @@ from bench_core.specs import Budget, Problem, ProblemSpec
 from bench_core.trial import TrialConfig
 
 #: Sweep axes every trial has, besides the optimizer's own hyperparameters.
-AXES = ("lr", "batch_size", "schedule", "seeds", "steps", "epochs", "evals")
-SCALAR_AXES = ("steps", "epochs", "evals")
+AXES = ("lr", "batch_size", "schedule", "seeds", "steps", "epochs", "evals", "random_trials", "random_seed")
+SCALAR_AXES = ("steps", "epochs", "evals", "random_trials", "random_seed")
 SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",
               "schedule_options")
 DEFAULT_EVALS = 20
@@ -180,16 +183,53 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
     where, value = pick("evals", DEFAULT_EVALS)
     evals = _integers(value, f"{where} evals", minimum=1, scalar=True)[0]
 
-    names = list(grids)
-    for values in itertools.product(*grids.values()):
+    where, value = pick("random_trials", None)
+    if value is None:
+        points = [dict(zip(grids, values, strict=True)) for values in itertools.product(*grids.values())]
+    else:
+        draws = _integers(value, f"{where} random_trials", minimum=1, scalar=True)[0]
+        where, value = pick("random_seed", 0)
+        random_seed = _integers(value, f"{where} random_seed", minimum=0, scalar=True)[0]
+        given = {hp for hp in grids if pick(hp, None)[1] is not None}
+        points = random_points(ospec, grids, given, draws, random_seed, problem_name)
+    for hyperparams in points:
         for batch_size, schedule, seed in itertools.product(batch_sizes, schedules, seeds):
             yield TrialConfig(
                 problem=problem_name, optimizer=optimizer_name,
-                hyperparams=dict(zip(names, values, strict=True)), budget=budget,
+                hyperparams=dict(hyperparams), budget=budget,
                 batch_size=batch_size, schedule=schedule,
                 schedule_options=dict(schedule_options.get(schedule, {})),
                 problem_options=dict(options), seed=seed, device=device, evals=evals,
             )
+
+
+def random_points(ospec: Any, grids: dict[str, list[float]], given: set[str], draws: int, seed: int,
+                  problem_name: str) -> list[dict[str, float]]:
+    """``draws`` random hyperparameter settings for one optimizer on one problem: random search.
+
+    A hyperparameter the suite set explicitly is drawn uniformly from its values; one left
+    to the plugin is drawn from the optimizer's declared range (log-uniform where the
+    ``Param`` says ``log``), or kept at its default when it declares none. The draws depend
+    only on ``seed``, the problem and the optimizer, so re-running (or widening) a random
+    search names the same trials; values keep 6 significant digits.
+    """
+    key = zlib.crc32(f"{seed}/{problem_name}/{ospec.name}".encode())
+    rng = np.random.default_rng(key)
+    params = {"lr": ospec.lr, **ospec.hyperparams}
+    points = []
+    for _ in range(draws):
+        point = {}
+        for hp, values in grids.items():
+            param = params[hp]
+            if hp in given or param.low is None:
+                value = values[int(rng.integers(len(values)))]
+            elif param.log:
+                value = math.exp(rng.uniform(math.log(param.low), math.log(param.high)))
+            else:
+                value = rng.uniform(param.low, param.high)
+            point[hp] = float(f"{value:.6g}")
+        points.append(point)
+    return points
 
 
 def _budget(layers, pspec: ProblemSpec, problem_name: str, train_size: int | None) -> Budget:

@@ -197,3 +197,12 @@ def test_rerun_runs_stored_trials_again_and_replaces_them(tmp_path):
     after = stored(results).set_index("trial_id")
     assert set(after.index) == set(before.index)  # replaced, not duplicated
     assert (after["finished_at"] > before.loc[after.index, "finished_at"]).all()
+
+
+def test_random_search_from_flags(tmp_path):
+    done = optbench("run", "--problem", "quadratic", "--optimizer", "adam,momentum", "--random-trials", "5",
+                    "--random-seed", "3", "--seeds", "0,1", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "20 trials" in done.stdout
+    bad = optbench("run", "--problem", "quadratic", "--random-trials", "0", "--dry-run")
+    assert bad.returncode == 2 and bad.stderr.strip() == "optbench: error: --random-trials 0: need a positive integer"

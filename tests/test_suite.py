@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 
 from bench_core.errors import UserError
 from bench_core.suite import builtin_suites, expand, read_suite, resolve_device
@@ -171,3 +174,38 @@ def test_malformed_grid_tables_name_the_key(catalog, value, message):
     with pytest.raises(UserError, match=message) as raised:
         expand({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": value}, catalog)
     assert "lr" in str(raised.value)
+
+
+def test_random_search_draws_within_the_declared_ranges_reproducibly(catalog):
+    settings = {"problems": ["quadratic"], "optimizers": ["adam", "momentum"], "random_trials": 300,
+                "batch_size": [8, 32], "seeds": [0]}
+    sweep = expand(settings, catalog)
+    assert len(sweep.trials) == 2 * 300 * 2  # optimizers x draws x batch sizes
+    assert ids(sweep) == ids(expand(settings, catalog))  # the same seed draws the same trials
+    other = expand({**settings, "random_seed": 1}, catalog)
+    assert not set(ids(sweep)) & set(ids(other))
+    adam = [t.hyperparams for t in sweep.trials if t.optimizer == "adam" and t.batch_size == 8]
+    spec = catalog.optimizers["adam"]
+    for name in ("lr", "beta1", "beta2", "eps"):
+        param = spec.lr if name == "lr" else spec.hyperparams[name]
+        values = [hp[name] for hp in adam]
+        assert min(values) >= param.low * (1 - 1e-6) and max(values) <= param.high * (1 + 1e-6)
+    # log-uniform lr over [low, high]: log10 is uniform, mean at the midpoint, sd range / sqrt(12)
+    logs = torch.log10(torch.tensor([hp["lr"] for hp in adam], dtype=torch.float64))
+    low, high = math.log10(spec.lr.low), math.log10(spec.lr.high)
+    assert abs(logs.mean().item() - (low + high) / 2) < 4 * (high - low) / math.sqrt(12 * 300)
+    assert logs.std().item() == pytest.approx((high - low) / math.sqrt(12), rel=0.15)
+    # widening the search keeps the trials already drawn
+    wider = expand({**settings, "random_trials": 310}, catalog)
+    assert set(ids(sweep)) <= set(ids(wider))
+
+
+def test_random_search_samples_given_axes_and_takes_a_budget_per_optimizer(catalog):
+    settings = {"problems": ["quadratic"], "optimizers": ["adam", "momentum"], "random_trials": 50,
+                "momentum": [0.5, 0.9], "optimizer": {"adam": {"random_trials": 7}}}
+    sweep = expand(settings, catalog)
+    momentum = [t for t in sweep.trials if t.optimizer == "momentum"]
+    assert len(momentum) == 50 and len([t for t in sweep.trials if t.optimizer == "adam"]) == 7
+    assert {t.hyperparams["momentum"] for t in momentum} == {0.5, 0.9}  # drawn from the given values
+    with pytest.raises(UserError, match="random_trials"):
+        expand({**settings, "random_trials": 0}, catalog)
