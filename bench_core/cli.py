@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget = run.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="budget in optimizer steps")
     budget.add_argument("--epochs", type=int, help="budget in epochs")
+    budget.add_argument("--samples", type=int, help="budget in training samples (the same data for every batch size)")
     run.add_argument("--random-trials", type=int, metavar="N",
                      help="random search: N draws per optimizer and problem from the optimizers' declared ranges "
                      "(axes you give are sampled from their values)")
@@ -218,7 +219,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not name.isidentifier() or not values:
             raise UserError(f"--hp {item!r}: expected NAME=VALUE[,VALUE...]")
         overrides[name] = parse_cli_values(f"--hp {name}", values, float)
-    for key in ("steps", "epochs", "evals", "random_trials"):
+    for key in ("steps", "epochs", "samples", "evals", "random_trials"):
         value = getattr(args, key)
         if value is not None:
             if value < 1:

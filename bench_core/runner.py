@@ -50,6 +50,8 @@ def total_steps(config: TrialConfig, problem: Problem) -> int:
     """The trial's budget in optimizer steps."""
     if config.budget.unit == "steps":
         return config.budget.amount
+    if config.budget.unit == "samples":
+        return max(1, math.ceil(config.budget.amount / (config.batch_size or 1)))
     if problem.train_size is None:
         raise ValueError(f"problem {config.problem!r} is an endless stream: give its budget in steps, not epochs")
     return config.budget.amount * steps_per_epoch(problem.train_size, config.batch_size)

@@ -21,9 +21,9 @@ import torch
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 #: Sweep axes the harness owns; an optimizer may not declare a hyperparameter with these names.
 RESERVED_NAMES = frozenset(
-    {"batch_size", "schedule", "seed", "seeds", "steps", "epochs", "device", "evals", "options"}
+    {"batch_size", "schedule", "seed", "seeds", "steps", "epochs", "samples", "device", "evals", "options"}
 )
-BUDGET_UNITS = ("steps", "epochs")
+BUDGET_UNITS = ("steps", "epochs", "samples")
 
 
 def check_name(kind: str, name: object) -> str:
@@ -174,7 +174,11 @@ class Target:
 
 @dataclass(frozen=True)
 class Budget:
-    """How long a trial trains: ``amount`` optimizer steps or epochs over the training set."""
+    """How long a trial trains: ``amount`` optimizer steps, epochs over the training set, or training samples.
+
+    A samples budget gives every batch size the same amount of data (``amount / batch_size``
+    steps, rounded up), the fair unit for comparing batch sizes.
+    """
 
     unit: str
     amount: int

@@ -30,8 +30,9 @@ from bench_core.specs import Budget, Problem, ProblemSpec
 from bench_core.trial import TrialConfig
 
 #: Sweep axes every trial has, besides the optimizer's own hyperparameters.
-AXES = ("lr", "batch_size", "schedule", "seeds", "steps", "epochs", "evals", "random_trials", "random_seed")
-SCALAR_AXES = ("steps", "epochs", "evals", "random_trials", "random_seed")
+AXES = ("lr", "batch_size", "schedule", "seeds", "steps", "epochs", "samples", "evals", "random_trials",
+        "random_seed")
+SCALAR_AXES = ("steps", "epochs", "samples", "evals", "random_trials", "random_seed")
 SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",
               "schedule_options")
 DEFAULT_EVALS = 20
@@ -235,9 +236,9 @@ def random_points(ospec: Any, grids: dict[str, list[float]], given: set[str], dr
 def _budget(layers, pspec: ProblemSpec, problem_name: str, train_size: int | None) -> Budget:
     budget = pspec.budget
     for where, layer in layers:
-        given = [unit for unit in ("steps", "epochs") if unit in layer]
-        if len(given) == 2:
-            raise UserError(f"{where}: give steps or epochs, not both")
+        given = [unit for unit in ("steps", "epochs", "samples") if unit in layer]
+        if len(given) > 1:
+            raise UserError(f"{where}: give one budget of steps, epochs or samples, not {' and '.join(given)}")
         if given:
             unit = given[0]
             budget = Budget(unit, _integers(layer[unit], f"{where} {unit}", minimum=1, scalar=True)[0])

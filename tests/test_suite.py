@@ -92,7 +92,7 @@ def test_every_builtin_suite_expands(catalog):
     ({"problems": ["quadratic"], "optimizers": ["sgd"], "batch_size": 0}, "batch_size: expected an integer >= 1"),
     ({"problems": ["digits_mlp"], "optimizers": ["sgd"], "batch_size": 100000}, "exceeds the"),
     ({"problems": ["rosenbrock"], "optimizers": ["sgd"], "epochs": 2}, "endless stream"),
-    ({"problems": ["quadratic"], "optimizers": ["sgd"], "steps": 2, "epochs": 2}, "not both"),
+    ({"problems": ["quadratic"], "optimizers": ["sgd"], "steps": 2, "epochs": 2}, "not steps and epochs"),
     ({"problems": ["quadratic"], "optimizers": ["adam"], "momentum": 0.9}, "unknown key 'momentum'"),
     ({"problems": ["quadratic"], "optimizers": ["sgd"], "optimizer": {"sgd": {"beta1": 0.9}}},
      "[optimizer.sgd] unknown key 'beta1'"),
@@ -209,3 +209,15 @@ def test_random_search_samples_given_axes_and_takes_a_budget_per_optimizer(catal
     assert {t.hyperparams["momentum"] for t in momentum} == {0.5, 0.9}  # drawn from the given values
     with pytest.raises(UserError, match="random_trials"):
         expand({**settings, "random_trials": 0}, catalog)
+
+
+def test_a_samples_budget_gives_every_batch_size_the_same_data(catalog):
+    from bench_core.runner import ProblemCache, run_trial
+
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": 0.01, "batch_size": [8, 30],
+                    "samples": 240}, catalog)
+    cache = ProblemCache(catalog)
+    results = {t.batch_size: run_trial(t, cache) for t in sweep.trials}
+    assert {b: (r.steps, r.samples) for b, r in results.items()} == {8: (30, 240), 30: (8, 240)}
+    with pytest.raises(UserError, match="not steps and samples"):
+        expand({"problems": ["quadratic"], "optimizers": ["sgd"], "steps": 5, "samples": 100}, catalog)
