@@ -7,6 +7,7 @@ for the hooks a plugin implements.
 from bench_core.batching import shuffled_batches
 from bench_core.classification import ClassificationProblem
 from bench_core.hookspecs import hookimpl
+from bench_core.options import check_integer, check_number
 from bench_core.specs import (
     Budget,
     OptimizerSpec,
@@ -34,6 +35,8 @@ __all__ = [
     "TrialResult",
     "__version__",
     "betas_to_kwargs",
+    "check_integer",
+    "check_number",
     "hookimpl",
     "shuffled_batches",
 ]

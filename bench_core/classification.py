@@ -109,17 +109,18 @@ class ClassificationProblem(Problem):
             with torch.no_grad():
                 for name, (X, y) in self.splits.items():
                     rows = self.eval_rows.get(name)
-                    if rows is not None:
-                        X, y = X[rows], y[rows]
+                    n = len(y) if rows is None else len(rows)
                     loss_sum = torch.zeros((), device=self.device)
                     correct = torch.zeros((), device=self.device, dtype=torch.long)
-                    for start in range(0, len(y), self.eval_batch_size):
-                        logits = model(X[start:start + self.eval_batch_size])
-                        target = y[start:start + self.eval_batch_size]
+                    for start in range(0, n, self.eval_batch_size):
+                        chunk = slice(start, start + self.eval_batch_size)
+                        index = chunk if rows is None else rows[chunk]  # gather one chunk at a time, not the split
+                        logits = model(X[index])
+                        target = y[index]
                         loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
                         correct += (logits.argmax(-1) == target).sum()
                     names += [f"{name}_loss", f"{name}_accuracy"]
-                    values += [loss_sum / len(y), correct.float() / len(y)]
+                    values += [loss_sum / n, correct.float() / n]
         finally:
             model.train(was_training)
         return dict(zip(names, torch.stack(values).tolist(), strict=True))

@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = argparse.ArgumentParser(add_help=False)
     plugins.add_argument("--plugins", action="append", default=[], metavar="PATH",
                          help="load a local plugin file or every .py file of a folder (repeatable)")
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data-dir", metavar="DIR",
+                      help="folder holding local data sets such as MNIST or CIFAR-10 (sets OPTBENCH_DATA_DIR; "
+                      "default: $OPTBENCH_DATA_DIR, else ./data)")
     results = argparse.ArgumentParser(add_help=False)
     results.add_argument("--results", default=DEFAULT_RESULTS, metavar="PATH",
                          help=f"SQLite results file (default: {DEFAULT_RESULTS})")
@@ -58,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=cmd_list)
 
     run = commands.add_parser(
-        "run", parents=[plugins, results], help="run a suite or a sweep built from flags",
+        "run", parents=[plugins, results, data], help="run a suite or a sweep built from flags",
         description="Run a built-in suite, a suite TOML file, or a sweep built from flags; trials already "
         "stored are skipped. Comma-separated values make a grid (--lr 0.01,0.1). Flags override the suite.")
     run.add_argument("suite", nargs="?", metavar="SUITE",
@@ -83,9 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--random-seed", type=int, metavar="SEED", help="seed of the random search draws (default 0)")
     run.add_argument("--evals", type=int, help="number of evaluations along each run (default 20)")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's, else auto)")
-    run.add_argument("--data-dir", metavar="DIR",
-                     help="folder holding local data sets such as MNIST or CIFAR-10 (sets OPTBENCH_DATA_DIR; "
-                     "default: $OPTBENCH_DATA_DIR, else ./data)")
     run.add_argument("--workers", type=int, help="worker processes; 1 runs in-process (default: one per "
                      "CPU core, 1 on CUDA)")
     run.add_argument("--name", help="suite name to store a custom sweep under (default: custom)")
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     check = commands.add_parser(
-        "check-plugin", parents=[plugins], help="run the conformance kit on an optimizer, a problem or a plugin",
+        "check-plugin", parents=[plugins, data], help="run the conformance kit on an optimizer, a problem or a plugin",
         description="Check an optimizer, a problem, or every optimizer and problem of a plugin against the "
         "conformance kit (bench_core.testing) and print a pass/fail table with the reason for each failure. "
         "Exits 1 if any check failed.")
@@ -160,12 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench_core.store import Store
     from bench_core.suite import adhoc_settings, expand, read_suite
 
-    if args.data_dir is not None:
-        if not Path(args.data_dir).is_dir():
-            raise UserError(f"--data-dir {args.data_dir}: no such folder")
-        # An environment variable, not a problem option: where the data lies is not part of a trial's identity,
-        # and worker processes inherit it.
-        os.environ[DATA_DIR_VARIABLE] = str(Path(args.data_dir).resolve())
+    _use_data_dir(args)
     catalog = _load(args)
     overrides = _overrides(args)
     if args.suite is None and args.problem is not None:
@@ -234,9 +230,19 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def _use_data_dir(args: argparse.Namespace) -> None:
+    """``--data-dir`` as an environment variable, not a problem option: where the data lies is not part of a
+    trial's identity, and worker processes inherit it."""
+    if args.data_dir is not None:
+        if not Path(args.data_dir).is_dir():
+            raise UserError(f"--data-dir {args.data_dir}: no such folder")
+        os.environ[DATA_DIR_VARIABLE] = str(Path(args.data_dir).resolve())
+
+
 def cmd_check_plugin(args: argparse.Namespace) -> int:
     from bench_core.testing import check_optimizer, check_problem, format_table
 
+    _use_data_dir(args)
     catalog = _load(args)
     targets = [(kind, name) for (kind, name), plugin in catalog.origin.items()
                if plugin == args.name and kind in ("optimizer", "problem")]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench_core.report import _mean_std, _rows_of, _selection_metric, best_configurations
+from bench_core.report import best_configurations, mean_std, rows_of, selection_metric
 from bench_core.stats import distinguishable
 from bench_core.store import Store
 
@@ -31,12 +31,12 @@ def compare_results(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for problem in sorted(set(a["problem"]) & set(b["problem"])):
         side_a, side_b = a[a["problem"] == problem], b[b["problem"] == problem]
-        metric = _selection_metric(side_a)
+        metric = selection_metric(side_a)
         best_a, best_b = best_configurations(side_a), best_configurations(side_b)
         for optimizer in sorted(set(best_a["optimizer"]) & set(best_b["optimizer"])):
             values, steps = {}, {}
             for label, side, best in (("a", side_a, best_a), ("b", side_b, best_b)):
-                chosen = _rows_of(side, best[best["optimizer"] == optimizer].iloc[0])
+                chosen = rows_of(side, best[best["optimizer"] == optimizer].iloc[0])
                 ok = chosen[chosen["status"] == "ok"]
                 values[label] = ok[metric] if metric in ok else pd.Series(dtype=float)
                 reached = ok["steps_to_target"].dropna()
@@ -49,7 +49,7 @@ def compare_results(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
             else:
                 verdict = "better" if values["b"].mean() < values["a"].mean() else "worse"
             rows.append({"problem": problem, "optimizer": optimizer, "metric": metric.removeprefix("final."),
-                         "a": _mean_std(values["a"]), "b": _mean_std(values["b"]),
+                         "a": mean_std(values["a"]), "b": mean_std(values["b"]),
                          "a_mean": values["a"].mean(), "b_mean": values["b"].mean(),
                          "steps_a": steps["a"], "steps_b": steps["b"], "verdict": verdict})
     return pd.DataFrame(rows, columns=["problem", "optimizer", "metric", "a", "b", "a_mean", "b_mean", "steps_a",

@@ -91,7 +91,8 @@ def _config_columns(trials: pd.DataFrame) -> list[str]:
     return hps + [c for c in CONFIG_COLUMNS if c in trials.columns]
 
 
-def _selection_metric(trials: pd.DataFrame) -> str:
+def selection_metric(trials: pd.DataFrame) -> str:
+    """The column configurations are selected on: validation loss, or training loss without a validation split."""
     return "final.valid_loss" if trials.get("final.valid_loss", pd.Series(dtype=float)).notna().any() \
         else "final.train_loss"
 
@@ -102,7 +103,7 @@ def best_configurations(trials: pd.DataFrame) -> pd.DataFrame:
     Diverged and errored trials count as infinitely bad, so a configuration that failed on
     any seed loses to one that finished on all of them.
     """
-    metric = _selection_metric(trials)
+    metric = selection_metric(trials)
     config = _config_columns(trials)
     scored = trials.assign(_score=trials[metric].where(trials["status"] == "ok", math.inf).fillna(math.inf))
     keys = ["optimizer", *config]
@@ -111,7 +112,8 @@ def best_configurations(trials: pd.DataFrame) -> pd.DataFrame:
     return best.drop(columns="_score").reset_index(drop=True)
 
 
-def _rows_of(trials: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
+def rows_of(trials: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
+    """The trials (every seed) of one configuration; a NaN in ``config`` matches NaN."""
     mask = pd.Series(True, index=trials.index)
     for column, value in config.items():
         column_values = trials[column]
@@ -119,7 +121,8 @@ def _rows_of(trials: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
     return trials[mask]
 
 
-def _mean_std(values: pd.Series, digits: int = 4) -> str:
+def mean_std(values: pd.Series, digits: int = 4) -> str:
+    """``mean ± std`` over seeds for a table cell (one value alone, ``–`` for none)."""
     values = values.dropna()
     if values.empty:
         return "–"
@@ -144,7 +147,7 @@ def _describe_config(config: pd.Series, trials: pd.DataFrame) -> str:
 
 def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, folder: Path,
                      catalog: Catalog | None = None) -> list[str]:
-    metric = _selection_metric(trials)
+    metric = selection_metric(trials)
     best = best_configurations(trials)
     test_columns = [c for c in ("final.test_loss", "final.test_accuracy") if c in trials and trials[c].notna().any()]
     headline = test_columns[-1] if test_columns else metric
@@ -153,7 +156,7 @@ def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, f
                "steps to target", "seconds to target", "diverged"]
     table, selected = [], {}
     for _, config in best.iterrows():
-        rows = _rows_of(trials, config)
+        rows = rows_of(trials, config)
         ok = rows[rows["status"] == "ok"]
         selected[config["optimizer"]] = ok[metric]
         reached = ok["steps_to_target"].dropna()
@@ -162,8 +165,8 @@ def _problem_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, f
         all_of_optimizer = trials[trials["optimizer"] == config["optimizer"]]
         n_diverged = int((all_of_optimizer["status"] == "diverged").sum())
         diverged = f"{n_diverged}/{len(all_of_optimizer)} ({n_diverged / len(all_of_optimizer):.0%})"
-        table.append([config["optimizer"], _describe_config(config, trials), _mean_std(ok[metric]),
-                      *[_mean_std(ok[c]) for c in test_columns], _interval(ok[headline]), target,
+        table.append([config["optimizer"], _describe_config(config, trials), mean_std(ok[metric]),
+                      *[mean_std(ok[c]) for c in test_columns], _interval(ok[headline]), target,
                       f"{seconds.median():.3g}" if len(seconds) else "–", diverged])
     table.sort(key=lambda row: _sort_key(row[2]))
     notes = _mark_indistinguishable(table, selected)
@@ -270,7 +273,7 @@ def _settings_section(trials: pd.DataFrame) -> list[str]:
     For every value of the setting: the optimizer's best over the remaining settings, so a
     momentum value is judged at its own best learning rate.
     """
-    metric = _selection_metric(trials)
+    metric = selection_metric(trials)
     varied = [c for c in _config_columns(trials) if c not in ("hp.lr", "batch_size")
               and trials.groupby("optimizer")[c].nunique().max() > 1]
     if not varied:
@@ -286,10 +289,10 @@ def _settings_section(trials: pd.DataFrame) -> list[str]:
             if trials.loc[trials["optimizer"] == optimizer, column].nunique() < 2:
                 continue
             chosen = best_configurations(group).iloc[0]
-            rows = _rows_of(group, chosen)
+            rows = rows_of(group, chosen)
             ok = rows[rows["status"] == "ok"]
             cost = tuned_cost(group, config_columns=others).iloc[0, 0]
-            table.append([optimizer, f"{value:g}" if isinstance(value, float) else value, _mean_std(ok[metric]),
+            table.append([optimizer, f"{value:g}" if isinstance(value, float) else value, mean_std(ok[metric]),
                           f"{cost:g}" if math.isfinite(cost) else "not reached",
                           f"{chosen['hp.lr']:g}" if "hp.lr" in chosen else "–"])
         name = column.removeprefix("hp.")
@@ -303,7 +306,7 @@ def _heatmap_section(problem: str, trials: pd.DataFrame, folder: Path) -> list[s
     if "hp.lr" not in trials or "batch_size" not in trials or trials["hp.lr"].nunique() < 2 \
             or trials["batch_size"].nunique() < 2:
         return []
-    metric = _selection_metric(trials)
+    metric = selection_metric(trials)
     scored = trials.assign(_score=trials[metric].where(trials["status"] == "ok"))
     others = [c for c in _config_columns(trials) if c not in ("hp.lr", "batch_size")]
     optimizers = sorted(trials["optimizer"].unique())
@@ -416,7 +419,7 @@ def _trajectory_section(problem: str, trials: pd.DataFrame, curves: pd.DataFrame
         return []
     paths = {}
     for _, config in best_configurations(trials).iterrows():
-        first = _rows_of(trials, config).sort_values("seed").iloc[0]
+        first = rows_of(trials, config).sort_values("seed").iloc[0]
         path = points[points["trial_id"] == first["trial_id"]].sort_values("step")
         if len(path):
             paths[config["optimizer"]] = path[["point_x", "point_y"]].to_numpy()
@@ -518,7 +521,7 @@ def _plot_curves(problem: str, trials: pd.DataFrame, best: pd.DataFrame, curves:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     drawn = False
     for _, config in best.iterrows():
-        ids = _rows_of(trials, config)["trial_id"]
+        ids = rows_of(trials, config)["trial_id"]
         points = curves[curves["trial_id"].isin(ids)]
         if points.empty:
             continue

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import torch
 
 from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl
+from bench_core.options import check_integer, check_number
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -441,19 +442,6 @@ def log_spaced(low: float, high: float, n: int) -> torch.Tensor:
     values = low * (high / low) ** (torch.arange(n, dtype=torch.float64) / (n - 1))
     values[0], values[-1] = low, high
     return values.to(torch.float32)
-
-
-def check_number(name: str, value: object, minimum: float) -> None:
-    """Raise a ValueError naming the option unless ``value`` is a finite number >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid: expected a finite number >= {minimum:g}")
-
-
-def check_integer(name: str, value: object, minimum: int) -> None:
-    """Raise a ValueError naming the option unless ``value`` is a whole number >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value != int(value) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum}")
 
 
 def build_rosenbrock(device: torch.device | str = "cpu", noise: float = 0.0) -> Rosenbrock:

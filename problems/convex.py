@@ -48,6 +48,7 @@ from scipy.special import expit
 from torch import nn
 
 from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches
+from bench_core.options import check_integer, check_number
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -384,23 +385,14 @@ class LogisticProblem(LinearModelProblem):
 # --- options and specs -------------------------------------------------------------------------
 
 
-def _check_number(name: str, value: object, low: float, *, integer: bool = False, strict: bool = False) -> None:
-    """Raise a ValueError naming the option unless ``value`` is a finite number >= ``low`` (> if strict)."""
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) \
-        and (value > low if strict else value >= low) and (not integer or value == int(value))
-    if not ok:
-        kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name}={value!r} is invalid: expected {kind} {'>' if strict else '>='} {low:g}")
-
-
 def build_least_squares(device: torch.device | str = "cpu", n: int = 2000, dim: int = 50, condition: float = 100.0,
                         noise: float = 0.1, data_seed: int = 0) -> LeastSquaresProblem:
     """The ``least_squares`` spec's builder: options are validated, a bad one raises ValueError."""
-    _check_number("dim", dim, 1, integer=True)
-    _check_number("n", n, 1, integer=True)
-    _check_number("condition", condition, 1.0)
-    _check_number("noise", noise, 0.0)
-    _check_number("data_seed", data_seed, 0, integer=True)
+    check_integer("dim", dim, 1)
+    check_integer("n", n, 1)
+    check_number("condition", condition, 1.0)
+    check_number("noise", noise, 0.0)
+    check_integer("data_seed", data_seed, 0)
     n_train, n_valid, n_test = split_sizes(int(n))
     if n_train < dim or min(n_valid, n_test) < 1:
         raise ValueError(f"n={n!r} is invalid: its 60% training rows must number at least dim={dim!r}, "
@@ -411,8 +403,8 @@ def build_least_squares(device: torch.device | str = "cpu", n: int = 2000, dim: 
 
 def build_logistic(device: torch.device | str = "cpu", l2: float = 3e-3, data_seed: int = 0) -> LogisticProblem:
     """The ``logistic`` spec's builder: options are validated, a bad one raises ValueError."""
-    _check_number("l2", l2, 0.0, strict=True)
-    _check_number("data_seed", data_seed, 0, integer=True)
+    check_number("l2", l2, 0.0, strict=True)
+    check_integer("data_seed", data_seed, 0)
     return LogisticProblem(logistic_data(float(l2), int(data_seed)), l2, device)
 
 

@@ -13,7 +13,6 @@ every optimizer is scored on the same samples: a permutation from
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -22,6 +21,7 @@ from torch import nn
 
 from bench_core import Budget, ProblemSpec, Target, hookimpl
 from bench_core.classification import ClassificationProblem
+from bench_core.options import check_integer
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -112,14 +112,6 @@ class DigitsProblem(ClassificationProblem):
         self.target = target
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """``value`` as an int, or a ValueError naming the option when it is not a whole number >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value != int(value) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum}")
-    return int(value)
-
-
 #: Targets and budgets are sized so that Adam at its default lr 1e-3 (batch 32, the runner's
 #: 20 evaluations) reaches the target in every seed, around the middle of the budget, leaving
 #: room to tell faster set-ups from slower ones. Measured: the MLP (default width 64, depth 1)
@@ -135,8 +127,8 @@ CNN_BUDGET = Budget("epochs", 10)
 
 def build_mlp(device: torch.device | str = "cpu", width: int = 64, depth: int = 1) -> DigitsProblem:
     """The ``digits_mlp`` spec's builder: ``depth`` hidden layers of ``width`` units (ValueError if invalid)."""
-    width = _check_int("width", width, minimum=1)
-    depth = _check_int("depth", depth, minimum=0)
+    width = check_integer("width", width, minimum=1)
+    depth = check_integer("depth", depth, minimum=0)
     return DigitsProblem(functools.partial(mlp, width, depth), MLP_TARGET, device)
 
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 
 from bench_core import Budget, ProblemSpec, Target, hookimpl
-from bench_core.problems.analytic import AnalyticProblem, check_integer, check_number
+from bench_core.options import check_integer, check_number
+from bench_core.problems.analytic import AnalyticProblem
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches
+from bench_core.options import check_integer, check_number
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -203,15 +204,6 @@ def _copy_of(teacher: nn.Sequential) -> nn.Sequential:
 # --- options and spec --------------------------------------------------------------------------
 
 
-def _check_number(name: str, value: object, low: float, *, integer: bool = False) -> None:
-    """Raise a ValueError naming the option unless ``value`` is a finite number >= ``low`` (a whole one if integer)."""
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) \
-        and value >= low and (not integer or value == int(value))
-    if not ok:
-        kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name}={value!r} is invalid: expected {kind} >= {low:g}")
-
-
 DEFAULT_OPTIONS = {"input_dim": 20, "teacher_width": 32, "teacher_depth": 2, "width": 64, "depth": 2,
                    "noise": 0.1, "n_train": 4096, "data_seed": 0}
 
@@ -242,8 +234,8 @@ def build_teacher_student(device: torch.device | str = "cpu", input_dim: int = 2
     for name, value, low in (("input_dim", input_dim, 1), ("teacher_width", teacher_width, 1),
                              ("teacher_depth", teacher_depth, 0), ("width", width, 1), ("depth", depth, 0),
                              ("n_train", n_train, 1), ("data_seed", data_seed, 0)):
-        _check_number(name, value, low, integer=True)
-    _check_number("noise", noise, 0.0)
+        check_integer(name, value, low)
+    check_number("noise", noise, 0.0)
     options = {"input_dim": int(input_dim), "teacher_width": int(teacher_width), "teacher_depth": int(teacher_depth),
                "width": int(width), "depth": int(depth), "noise": float(noise), "n_train": int(n_train),
                "data_seed": int(data_seed)}

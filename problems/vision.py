@@ -28,7 +28,6 @@ not measured here: no real data set was available where this plugin was written.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -37,6 +36,7 @@ from torch import nn
 
 from bench_core import Budget, ProblemSpec, Target, hookimpl
 from bench_core.classification import ClassificationProblem, Split
+from bench_core.options import check_integer, check_number
 from bench_core.problems.datasets import load_cifar10, load_fashion_mnist, load_mnist
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
@@ -179,24 +179,10 @@ class VisionProblem(ClassificationProblem):
         return loss
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """``value`` as an int, or a ValueError naming the option when it is not a whole number >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value != int(value) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum}")
-    return int(value)
-
-
-def _check_weight_decay(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"weight_decay={value!r} is invalid: expected a finite number >= 0")
-    return float(value)
-
-
 def _checked_options(valid_size: object, eval_size: object, weight_decay: object) -> tuple[int, int, float]:
     """Validate what can be checked before reading any file (valid_size's upper bound needs the data)."""
-    return _check_int("valid_size", valid_size, 1), _check_int("eval_size", eval_size, 1), \
-        _check_weight_decay(weight_decay)
+    return check_integer("valid_size", valid_size, 1), check_integer("eval_size", eval_size, 1), \
+        check_number("weight_decay", weight_decay, 0.0)
 
 
 def _split_official_train(n_train: int, valid_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
-FAULTY_PLUGIN = """
-import torch
-from bench_core import OptimizerSpec, hookimpl
-
-
-class IgnoresLr(torch.optim.SGD):
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.data.add_(p.grad, alpha=-0.01)
-
-
-@hookimpl
-def optbench_optimizers():
-    return [OptimizerSpec("stubborn", IgnoresLr, lr=0.05)]
-"""
+PLANTED = Path(__file__).with_name("planted_optimizer.py")  # an optimizer that ignores its lr
 
 
 def optbench(*args: str) -> subprocess.CompletedProcess:
@@ -47,7 +33,7 @@ def test_a_builtin_optimizer_passes():
 
 def test_a_faulty_optimizer_fails_with_the_check_and_its_reason(tmp_path):
     path = tmp_path / "stubborn.py"
-    path.write_text(FAULTY_PLUGIN)
+    shutil.copy(PLANTED, path)
     done = optbench("check-plugin", "stubborn", "--plugins", str(path))
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"optimizer stubborn (plugin {path}): fails 2 check(s)" in done.stdout

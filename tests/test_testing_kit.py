@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from planted_optimizer import IgnoresLr
 
 from bench_core import ClassificationProblem, OptimizerSpec, ProblemSpec, Target
 from bench_core.catalog import load_catalog
@@ -39,16 +42,6 @@ def test_builtin_problems_conform(catalog, name, reach):
 
 
 # --- planted optimizer faults ------------------------------------------------------------------
-
-
-class IgnoresLr(torch.optim.SGD):
-    """Always steps with lr 0.01, whatever it was given."""
-
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.data.add_(p.grad, alpha=-0.01)
 
 
 class ForgetsState(torch.optim.SGD):
@@ -184,29 +177,14 @@ def test_a_problem_that_does_not_build_fails_once_and_skips_the_rest():
 
 # --- the pytest plugin (the command is in test_check_plugin.py) ------------------------------------
 
-FAULTY_PLUGIN = """
-import torch
-from bench_core import OptimizerSpec, hookimpl
-
-
-class IgnoresLr(torch.optim.SGD):
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.data.add_(p.grad, alpha=-0.01)
-
-
-@hookimpl
-def optbench_optimizers():
-    return [OptimizerSpec("stubborn", IgnoresLr, lr=0.05)]
-"""
 
 
 @pytest.mark.slow
 def test_the_pytest_plugin_gives_authors_the_kit_as_fixtures(tmp_path):
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["bench_core.pytest_plugin"]\n')
-    (tmp_path / "test_author.py").write_text(FAULTY_PLUGIN + """
+    shutil.copy(Path(__file__).with_name("planted_optimizer.py"), tmp_path / "stubborn.py")
+    (tmp_path / "test_author.py").write_text("""from stubborn import optbench_optimizers
+
 
 def test_builtin(optbench_catalog, check_optimizer, check_problem):
     check_optimizer(optbench_catalog.optimizers["adam"])
