@@ -16,6 +16,7 @@ from typing import Any
 
 from bench_core.catalog import Catalog, load_catalog
 from bench_core.errors import UserError
+from bench_core.executors import EXECUTORS
 
 DEFAULT_RESULTS = "results/optbench.sqlite"
 DEFAULT_REPORTS = "reports"
@@ -89,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's, else auto)")
     run.add_argument("--workers", type=int, help="worker processes; 1 runs in-process (default: one per "
                      "CPU core, 1 on CUDA)")
+    run.add_argument("--executor", default="auto", choices=EXECUTORS,
+                     help="where trials run: auto (in-process for 1 worker, else a process pool), inprocess, pool, "
+                     "or dask (a Dask cluster; needs the 'dask' extra)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (with --executor dask; "
+                     "default: start a local cluster of --workers processes)")
     run.add_argument("--name", help="suite name to store a custom sweep under (default: custom)")
     run.add_argument("--report-dir", default=DEFAULT_REPORTS, metavar="DIR",
                      help=f"where to write the report (default: {DEFAULT_REPORTS})")
@@ -161,6 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench_core.store import Store
     from bench_core.suite import adhoc_settings, expand, read_suite
 
+    if args.scheduler and args.executor != "dask":
+        raise UserError(f"--scheduler {args.scheduler}: only the dask executor takes a scheduler (add --executor dask)")
     _use_data_dir(args)
     catalog = _load(args)
     overrides = _overrides(args)
@@ -186,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"optbench: suite {sweep.name!r} ({source}): {len(sweep.trials)} trials on "
               f"{sweep.trials[0].device} with {workers} worker(s); results in {args.results}", file=sys.stderr)
         outcome = run_sweep(sweep, catalog, store, workers, progress=False if args.no_progress else None,
-                            problems=problems, rerun=args.rerun)
+                            problems=problems, rerun=args.rerun, executor=args.executor, scheduler=args.scheduler)
         print(f"optbench: {outcome.summary()}", file=sys.stderr)
         for config, message in outcome.errors[:10]:
             print(f"optbench: error in trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",

@@ -20,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 
 from bench_core.catalog import Catalog, load_catalog
+from bench_core.errors import UserError
 from bench_core.runner import ProblemCache, run_trials
 from bench_core.trial import TrialConfig, TrialResult
 
@@ -105,10 +106,27 @@ class ProcessPoolExecutorBackend(Executor):
         self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
+#: Executor kinds ``--executor`` accepts; ``auto`` is in-process for one worker, a process pool for more.
+EXECUTORS = ("auto", "inprocess", "pool", "dask")
+
+
 def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
-                  problems: ProblemCache | None = None) -> Executor:
-    """The in-process executor for one worker (reusing ``problems`` already built), a process pool for more."""
-    if workers <= 1:
+                  problems: ProblemCache | None = None, kind: str = "auto",
+                  scheduler: str | None = None) -> Executor:
+    """The executor ``kind`` with ``workers`` workers (the in-process one reuses ``problems`` already built).
+
+    ``scheduler`` is the address of a running Dask scheduler; without it the Dask executor
+    starts a local cluster of ``workers`` processes.
+    """
+    if kind not in EXECUTORS:
+        raise UserError(f"--executor {kind!r}: choose one of {', '.join(EXECUTORS)}")
+    if scheduler is not None and kind != "dask":
+        raise UserError(f"--scheduler {scheduler}: only the dask executor takes a scheduler (add --executor dask)")
+    if kind == "dask":
+        from bench_core.dask_executor import DaskExecutor
+
+        return DaskExecutor(catalog.plugin_paths, autoload, scheduler=scheduler, workers=workers)
+    if kind == "inprocess" or (kind == "auto" and workers <= 1):
         return InProcessExecutor(catalog, problems)
     return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload)
 

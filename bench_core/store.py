@@ -265,6 +265,14 @@ class Store:
         done = {row[0] for row in rows}
         return done if trial_ids is None else done & set(trial_ids)
 
+    def mean_wall_seconds(self) -> dict[tuple[str, str, int, int | None], float]:
+        """Mean wall time of finished trials by (problem, budget unit, budget amount, batch size): for estimates."""
+        rows = self._conn.execute(
+            "SELECT problem, budget_unit, budget_amount, batch_size, AVG(wall_seconds) FROM trials "
+            "WHERE status != 'error' AND wall_seconds IS NOT NULL "
+            "GROUP BY problem, budget_unit, budget_amount, batch_size")
+        return {(problem, unit, amount, batch): seconds for problem, unit, amount, batch, seconds in rows}
+
     def suites(self) -> list[str]:
         """Names of the suites with at least one listed trial, sorted."""
         return [row[0] for row in self._conn.execute("SELECT DISTINCT suite FROM suite_trials ORDER BY suite")]

@@ -79,6 +79,22 @@ def warmup_cosine(step: int, total_steps: int, warmup: float = 0.05, final: floa
     return _cosine((step - ramp_steps) / (total_steps - ramp_steps), final)
 
 
+def one_cycle(step: int, total_steps: int, peak: float = 0.3, initial: float = 0.04, final: float = 4e-6) -> float:
+    """Smith & Topin's one-cycle policy: up from ``initial`` to 1 by the ``peak`` fraction, then down to ``final``.
+
+    Both halves are cosine-shaped, as in ``torch.optim.lr_scheduler.OneCycleLR``, whose
+    defaults (``div_factor=25``, ``final_div_factor=1e4``) give ``initial = 1/25`` and
+    ``final = 1/(25 * 1e4)``; the base learning rate is the cycle's maximum.
+    """
+    peak = _number("peak", peak, 0.0, 1.0, open_low=True, open_high=True)
+    initial = _number("initial", initial, 0.0, 1.0)
+    final = _number("final", final, 0.0, 1.0)
+    progress = step / total_steps
+    if progress < peak:
+        return initial + (1.0 - initial) * 0.5 * (1.0 - math.cos(math.pi * progress / peak))
+    return _cosine((progress - peak) / (1.0 - peak), final)
+
+
 def _spec(name: str, multiplier: Callable[..., float], description: str) -> ScheduleSpec:
     """A spec whose options and defaults are read off the keyword arguments of ``multiplier``."""
     parameters = list(inspect.signature(multiplier).parameters.values())[2:]
@@ -94,4 +110,5 @@ def optbench_schedules() -> list[ScheduleSpec]:
         _spec("exponential", exponential, "Geometric decay from 1 to final over the run."),
         _spec("cosine", cosine, "Cosine decay from 1 to final over the run."),
         _spec("warmup_cosine", warmup_cosine, "Linear warmup over a warmup fraction of the run, then cosine to final."),
+        _spec("one_cycle", one_cycle, "Cosine up from initial to 1 at the peak fraction, then down to final."),
     ]

@@ -13,7 +13,13 @@ def test_process_pool_and_in_process_give_identical_results(catalog):
     sweep = expand({"problems": ["quadratic", "digits_mlp"], "optimizers": ["sgd", "adam"], "lr": 0.01,
                     "batch_size": 16, "seeds": [0, 1], "steps": 25, "evals": 5, "device": "cpu"}, catalog)
     groups = [[config] for config in sweep.trials]
-    local = {g[0].trial_id: r[0] for g, r in InProcessExecutor(catalog).run(groups)}
+    # Bit-for-bit equality needs the same intra-op thread count (reduction order) on both sides.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = {g[0].trial_id: r[0] for g, r in InProcessExecutor(catalog).run(groups)}
+    finally:
+        torch.set_num_threads(threads)
     with ProcessPoolExecutorBackend(workers=2, threads_per_worker=1) as pool:
         remote = {g[0].trial_id: r[0] for g, r in pool.run(groups)}
     assert local.keys() == remote.keys() == {c.trial_id for c in sweep.trials}

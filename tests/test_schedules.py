@@ -17,6 +17,7 @@ OPTIONS = {
     "exponential": {"final": 0.01},
     "cosine": {"final": 0.0},
     "warmup_cosine": {"warmup": 0.05, "final": 0.0},
+    "one_cycle": {"peak": 0.3, "initial": 0.04, "final": 4e-6},
 }
 
 
@@ -96,6 +97,28 @@ def test_zero_warmup_is_plain_cosine():
         assert multiplier("warmup_cosine", step, 100, warmup=0.0) == pytest.approx(multiplier("cosine", step, 100))
 
 
+@pytest.mark.parametrize(("step", "expected"), [
+    (0, 0.04),                                    # starts at initial = 1 / div_factor
+    (15, 0.04 + 0.96 * 0.5),                      # halfway up the rising half-cosine
+    (30, 1.0),                                    # the peak, at 30% of the run
+    (65, 4e-6 + (1 - 4e-6) * 0.5),                # halfway down
+    (100, 4e-6),                                  # ends at final = 1 / (div_factor * final_div_factor)
+])
+def test_one_cycle_rises_to_one_at_the_peak_then_anneals_to_final(step, expected):
+    assert multiplier("one_cycle", step, 100) == pytest.approx(expected)
+
+
+def test_one_cycle_follows_cosines_step_by_step():
+    total, peak, initial, final = 40, 0.25, 0.1, 0.001
+    for step in range(total + 1):
+        if step < 10:
+            expected = initial + (1 - initial) * (1 - math.cos(math.pi * step / 10)) / 2
+        else:
+            expected = final + (1 - final) * (1 + math.cos(math.pi * (step - 10) / 30)) / 2
+        got = multiplier("one_cycle", step, total, peak=peak, initial=initial, final=final)
+        assert got == pytest.approx(expected), step
+
+
 @pytest.mark.parametrize(("name", "options", "option"), [
     ("step", {"gamma": 0.0}, "gamma"),
     ("step", {"gamma": -0.5}, "gamma"),
@@ -111,6 +134,10 @@ def test_zero_warmup_is_plain_cosine():
     ("warmup_cosine", {"warmup": 1.0}, "warmup"),
     ("warmup_cosine", {"warmup": -0.1}, "warmup"),
     ("warmup_cosine", {"final": 1.5}, "final"),
+    ("one_cycle", {"peak": 0.0}, "peak"),
+    ("one_cycle", {"peak": 1.0}, "peak"),
+    ("one_cycle", {"initial": 1.2}, "initial"),
+    ("one_cycle", {"final": -1e-3}, "final"),
 ])
 def test_invalid_options_raise_naming_the_option(name, options, option):
     with pytest.raises(ValueError, match=f"'{option}'"):
