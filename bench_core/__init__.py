@@ -10,11 +10,13 @@ from bench_core.hookspecs import hookimpl
 from bench_core.options import check_integer, check_number
 from bench_core.specs import (
     Budget,
+    Dimension,
     OptimizerSpec,
     Param,
     Problem,
     ProblemSpec,
     ScheduleSpec,
+    SearchSpec,
     Target,
     betas_to_kwargs,
 )
@@ -25,11 +27,13 @@ __version__ = "0.1.0"
 __all__ = [
     "Budget",
     "ClassificationProblem",
+    "Dimension",
     "OptimizerSpec",
     "Param",
     "Problem",
     "ProblemSpec",
     "ScheduleSpec",
+    "SearchSpec",
     "Target",
     "TrialConfig",
     "TrialResult",

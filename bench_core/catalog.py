@@ -24,7 +24,7 @@ import pluggy
 
 from bench_core import hookspecs
 from bench_core.errors import UserError
-from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec
+from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec, SearchSpec
 
 ENV_DISABLE_AUTOLOAD = "OPTBENCH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_TRACE = "OPTBENCH_TRACE_HOOKS"
@@ -35,6 +35,7 @@ CATALOG_HOOKS: dict[str, tuple[str, type]] = {
     "optbench_optimizers": ("optimizer", OptimizerSpec),
     "optbench_problems": ("problem", ProblemSpec),
     "optbench_schedules": ("schedule", ScheduleSpec),
+    "optbench_search_strategies": ("search strategy", SearchSpec),
 }
 
 
@@ -59,12 +60,14 @@ class Catalog:
     optimizers: dict[str, OptimizerSpec] = field(default_factory=dict)
     problems: dict[str, ProblemSpec] = field(default_factory=dict)
     schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
+    searches: dict[str, SearchSpec] = field(default_factory=dict)
     origin: dict[tuple[str, str], str] = field(default_factory=dict)
     issues: list[str] = field(default_factory=list)
     plugin_paths: tuple[str, ...] = ()
 
     def entries(self, kind: str) -> dict[str, Any]:
-        return {"optimizer": self.optimizers, "problem": self.problems, "schedule": self.schedules}[kind]
+        return {"optimizer": self.optimizers, "problem": self.problems, "schedule": self.schedules,
+                "search strategy": self.searches}[kind]
 
     def get(self, kind: str, name: str) -> Any:
         """The spec called ``name``, or a :class:`UserError` that lists what exists."""

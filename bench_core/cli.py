@@ -82,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--steps", type=int, help="budget in optimizer steps")
     budget.add_argument("--epochs", type=int, help="budget in epochs")
     budget.add_argument("--samples", type=int, help="budget in training samples (the same data for every batch size)")
+    budget.add_argument("--seconds", type=int, help="budget in seconds of training time (ties results to the machine)")
+    run.add_argument("--stop-at-target", action="store_true",
+                     help="end each trial at the first evaluation that meets the problem's target")
+    run.add_argument("--search", metavar="NAME", help="search strategy: grid (default), random, tpe, or a plugin's "
+                     "(see optbench list); random and tpe need --trials")
+    run.add_argument("--trials", type=int, metavar="N", help="trial budget of the search, per optimizer and problem")
+    run.add_argument("--lr-scaling", choices=["none", "linear"],
+                     help="linear: the learning rates given are for --base-batch-size and scale with the batch size")
+    run.add_argument("--base-batch-size", type=int, metavar="B",
+                     help="batch size the learning rates are given for (default: the problem's default batch size)")
+    run.add_argument("--transfer-batch-sizes", metavar="SIZES",
+                     help="tune at --batch-size, then re-run the best setting at these batch sizes, e.g. 128,512")
     run.add_argument("--random-trials", type=int, metavar="N",
                      help="random search: N draws per optimizer and problem from the optimizers' declared ranges "
                      "(axes you give are sampled from their values)")
@@ -182,18 +194,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             settings["name"] = args.name
     problems = ProblemCache(catalog)
     sweep = expand(settings, catalog, source, overrides, problems)
-    if not sweep.trials:
+    if not sweep.planned:
         raise UserError(f"{source}: the sweep has no trials")
-    workers = args.workers if args.workers is not None else default_workers(sweep.trials[0].device,
-                                                                              len(sweep.trials))
+    device = sweep.device
+    workers = args.workers if args.workers is not None else default_workers(device, sweep.planned)
     if workers < 1:
         raise UserError(f"--workers {workers}: need at least 1")
+    count = _trial_count(sweep)
     if args.dry_run:
-        print(f"suite {sweep.name!r}: {len(sweep.trials)} trials on {sweep.trials[0].device}, {workers} worker(s)")
+        print(f"suite {sweep.name!r}: {count} on {device}, {workers} worker(s)")
         return 0
     with Store(args.results) as store:
-        print(f"optbench: suite {sweep.name!r} ({source}): {len(sweep.trials)} trials on "
-              f"{sweep.trials[0].device} with {workers} worker(s); results in {args.results}", file=sys.stderr)
+        print(f"optbench: suite {sweep.name!r} ({source}): {count} on {device} with {workers} worker(s); "
+              f"results in {args.results}", file=sys.stderr)
         outcome = run_sweep(sweep, catalog, store, workers, progress=False if args.no_progress else None,
                             problems=problems, rerun=args.rerun, executor=args.executor, scheduler=args.scheduler)
         print(f"optbench: {outcome.summary()}", file=sys.stderr)
@@ -208,6 +221,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_TRIAL_ERRORS if outcome.errors else 0
 
 
+def _trial_count(sweep: Any) -> str:
+    if not sweep.followups:
+        return f"{len(sweep.trials)} trials"
+    return f"{sweep.planned} trials ({len(sweep.trials)} up front, {sweep.planned - len(sweep.trials)} named in rounds)"
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     from bench_core.suite import parse_cli_values
 
@@ -215,7 +234,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for attr, key, kind in (("problem", "problems", str), ("optimizer", "optimizers", str),
                             ("lr", "lr", float), ("momentum", "momentum", float),
                             ("batch_size", "batch_size", int), ("schedule", "schedule", str),
-                            ("seeds", "seeds", int)):
+                            ("seeds", "seeds", int), ("transfer_batch_sizes", "transfer_batch_sizes", int)):
         value = getattr(args, attr)
         if value is not None:
             overrides[key] = parse_cli_values(f"--{attr.replace('_', '-')}", value, kind)
@@ -224,7 +243,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not name.isidentifier() or not values:
             raise UserError(f"--hp {item!r}: expected NAME=VALUE[,VALUE...]")
         overrides[name] = parse_cli_values(f"--hp {name}", values, float)
-    for key in ("steps", "epochs", "samples", "evals", "random_trials"):
+    for key in ("steps", "epochs", "samples", "seconds", "evals", "random_trials", "trials", "base_batch_size"):
         value = getattr(args, key)
         if value is not None:
             if value < 1:
@@ -236,6 +255,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["random_seed"] = args.random_seed
     if args.device is not None:
         overrides["device"] = args.device
+    for key in ("search", "lr_scaling"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.stop_at_target:
+        overrides["stop_at_target"] = True
     return overrides
 
 

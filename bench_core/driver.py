@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -11,8 +12,9 @@ from tqdm import tqdm
 from bench_core.catalog import Catalog
 from bench_core.environment import environment
 from bench_core.executors import make_executor
+from bench_core.followups import Scores, trial_score
 from bench_core.runner import ProblemCache
-from bench_core.store import Store
+from bench_core.store import DONE_STATUSES, Store
 from bench_core.suite import Sweep
 from bench_core.trial import TrialConfig
 
@@ -39,40 +41,77 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
               rerun: bool = False, executor: str = "auto", scheduler: str | None = None) -> SweepOutcome:
     """Run every trial of ``sweep`` not yet stored (every trial with ``rerun``), one transaction per trial.
 
-    Only this (driver) process writes the store, so a kill at any moment loses at most the
-    trials in flight; a re-run picks up the rest. ``executor`` and ``scheduler`` choose
-    where trials run (see :func:`bench_core.executors.make_executor`).
+    Trials expanded up front run first; then the sweep's follow-ups (adaptive searches,
+    batch-size transfers) are asked for their next trials round after round until none
+    has any left. Only this (driver) process writes the store, so a kill at any moment
+    loses at most the trials in flight; a re-run picks up the rest. ``executor`` and
+    ``scheduler`` choose where trials run (see :func:`bench_core.executors.make_executor`).
     """
     ids = [config.trial_id for config in sweep.trials]
-    device = sweep.trials[0].device if sweep.trials else "cpu"
-    store.begin_run(sweep.name, sweep.settings, environment(catalog, device, workers))
+    store.begin_run(sweep.name, sweep.settings, environment(catalog, sweep.device, workers))
     store.add_to_suite(sweep.name, ids)
-    done = set() if rerun else store.done_ids(ids)
-    todo = [config for config in sweep.trials if config.trial_id not in done]
-    outcome = SweepOutcome(total=len(ids), skipped=len(ids) - len(todo))
+    outcome = SweepOutcome(total=len(ids), skipped=0)
+    ran: dict[str, float] = {}  # score of every trial run by this call, errors included
+
+    def scores(configs: Sequence[TrialConfig]) -> list[float | None]:
+        stored = {} if rerun else store.finals(c.trial_id for c in configs if c.trial_id not in ran)
+        values: list[float | None] = []
+        for config in configs:
+            if config.trial_id in ran:
+                values.append(ran[config.trial_id])
+            elif config.trial_id in stored and stored[config.trial_id][0] in DONE_STATUSES:
+                values.append(trial_score(*stored[config.trial_id]))
+            else:
+                values.append(None)  # not stored, or an error to retry
+        return values
+
+    def followup_trials() -> list[TrialConfig]:
+        todo: dict[str, TrialConfig] = {}
+        for followup in sweep.followups:
+            todo.update((config.trial_id, config) for config in followup.pending(scores))
+        return list(todo.values())
+
+    todo = [c for c, value in zip(sweep.trials, scores(sweep.trials), strict=True) if value is None]
+    outcome.skipped = len(ids) - len(todo)
     if not todo:
-        return outcome
-    bar = tqdm(total=len(todo), unit="trial", desc=sweep.name, disable=None if progress is None else not progress,
-               file=sys.stderr, dynamic_ncols=True)
-    if len(todo) >= LARGE_SWEEP:
-        print(f"optbench: {estimate(todo, store, min(workers, len(todo)))}", file=sys.stderr)
-    backend = make_executor(min(workers, len(todo)), catalog, autoload, problems, executor, scheduler)
+        todo = followup_trials()
+    remaining_followups = sum(f.planned for f in sweep.followups)
+    if not todo:
+        return _finished(outcome, sweep, scores)
+    if len(todo) + remaining_followups >= LARGE_SWEEP:
+        print(f"optbench: {estimate(todo, store, min(workers, len(todo)), remaining_followups)}", file=sys.stderr)
+    bar = tqdm(total=len(todo) + remaining_followups, unit="trial", desc=sweep.name,
+               disable=None if progress is None else not progress, file=sys.stderr, dynamic_ncols=True)
+    backend = make_executor(min(workers, len(todo) + remaining_followups), catalog, autoload, problems, executor,
+                            scheduler)
     with bar, backend:
-        for group, results in backend.run([config] for config in todo):
-            for config, result in zip(group, results, strict=True):
-                store.save(config, result)
-                outcome.counts[result.status] += 1
-                if result.status == "error":
-                    outcome.errors.append((config, _last_line(result.error)))
-                for failure in catalog.notify_trial_finished(config, result):
-                    bar.write(f"optbench: warning: {failure}", file=sys.stderr)
-                bar.set_postfix(ok=outcome.counts["ok"], diverged=outcome.counts["diverged"],
-                                error=outcome.counts["error"], refresh=False)
-                bar.update(1)
+        while todo:
+            store.add_to_suite(sweep.name, [config.trial_id for config in todo])
+            for group, results in backend.run([config] for config in todo):
+                for config, result in zip(group, results, strict=True):
+                    store.save(config, result)
+                    ran[config.trial_id] = trial_score(result.status, result.final)
+                    outcome.counts[result.status] += 1
+                    if result.status == "error":
+                        outcome.errors.append((config, _last_line(result.error)))
+                    for failure in catalog.notify_trial_finished(config, result):
+                        bar.write(f"optbench: warning: {failure}", file=sys.stderr)
+                    bar.set_postfix(ok=outcome.counts["ok"], diverged=outcome.counts["diverged"],
+                                    error=outcome.counts["error"], refresh=False)
+                    bar.update(1)
+            todo = followup_trials()
+            bar.total = max(bar.n + len(todo), bar.total)
+    return _finished(outcome, sweep, scores)
+
+
+def _finished(outcome: SweepOutcome, sweep: Sweep, scores: Scores) -> SweepOutcome:
+    """Count the follow-ups' trials into the outcome: those that ran and those found stored."""
+    outcome.total = len(sweep.trials) + sum(len(f.replay(scores)[0]) for f in sweep.followups)
+    outcome.skipped = outcome.total - sum(outcome.counts.values())
     return outcome
 
 
-def estimate(todo: list[TrialConfig], store: Store, workers: int) -> str:
+def estimate(todo: list[TrialConfig], store: Store, workers: int, later: int = 0) -> str:
     """The trial count and a time estimate from stored trials of the same problem, budget and batch size.
 
     A rough guide before a long sweep starts (the progress bar's ETA takes over once trials
@@ -80,10 +119,12 @@ def estimate(todo: list[TrialConfig], store: Store, workers: int) -> str:
     """
     timings = store.mean_wall_seconds()
     known = [timings[key] for config in todo if (key := _timing_key(config)) in timings]
-    text = f"{len(todo)} trials to run with {workers} worker(s)"
+    text = f"{len(todo) + later} trials to run with {workers} worker(s)"
+    if later:
+        text += f" ({later} of them named in rounds as results come in)"
     if not known:
         return text + "; no stored trials like these to estimate the time from (the progress bar shows an ETA)"
-    seconds = sum(known) * len(todo) / len(known) / workers
+    seconds = sum(known) * (len(todo) + later) / len(known) / workers
     untimed = f", {len(todo) - len(known)} of them with no stored look-alike" if len(known) < len(todo) else ""
     return text + f"; about {_duration(seconds)} judging by stored trials of the same problems{untimed}"
 

@@ -16,7 +16,8 @@ older and retired: upgrade the plugin). A plugin without the declaration is take
 written for the current version. The version changes only when a hook or spec changes
 incompatibly; additions keep it.
 
-Catalog hooks (``optbench_optimizers``, ``optbench_problems``, ``optbench_schedules``) are
+Catalog hooks (``optbench_optimizers``, ``optbench_problems``, ``optbench_schedules``,
+``optbench_search_strategies``) are
 called once per process when the catalog is built. Each plugin's answer is checked on its
 own: a plugin that raises or returns something other than a list of specs is reported by
 name and skipped, and a name already taken by an earlier plugin is reported and ignored.
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec
+    from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec, SearchSpec
     from bench_core.trial import TrialConfig, TrialResult
 
 PROJECT_NAME = "optbench"
@@ -73,6 +74,15 @@ def optbench_schedules() -> list[ScheduleSpec]:
     """Return the learning-rate schedules this plugin provides.
 
     :returns: a list of :class:`bench_core.ScheduleSpec`, usable with any optimizer.
+    """
+
+
+@hookspec
+def optbench_search_strategies() -> list[SearchSpec]:
+    """Return the search strategies this plugin provides (``search = "NAME"`` in a suite).
+
+    :returns: a list of :class:`bench_core.SearchSpec`. Grid and random search are built
+        in; TPE (with the ``tpe`` extra installed) shows how an adaptive strategy plugs in.
     """
 
 

@@ -31,13 +31,19 @@ def catalog_rows(catalog: Catalog) -> dict[str, list[dict[str, Any]]]:
          "description": spec.description}
         for name, spec in sorted(catalog.schedules.items())
     ]
+    searches = [
+        {"name": name, "plugin": catalog.origin[("search strategy", name)], "adaptive": spec.adaptive,
+         "description": spec.description}
+        for name, spec in sorted(catalog.searches.items())
+    ]
     plugins = [
         {"name": info.name, "source": info.source, "distribution": info.distribution,
          "version": info.version, "hooks": list(info.hooks),
          "contract": info.contract}
         for info in catalog.plugins.values()
     ]
-    return {"optimizers": optimizers, "problems": problems, "schedules": schedules, "plugins": plugins,
+    return {"optimizers": optimizers, "problems": problems, "schedules": schedules, "searches": searches,
+            "plugins": plugins,
             "issues": list(catalog.issues)}
 
 
@@ -55,6 +61,8 @@ def render_listing(rows: dict[str, list[dict[str, Any]]]) -> str:
          ["name", "options", "batch", "budget", "plugin", "description"]),
         ("Schedules", [[r["name"], _kv(r["options"]), r["plugin"], r["description"]] for r in rows["schedules"]],
          ["name", "options", "plugin", "description"]),
+        ("Search strategies", [[r["name"], "yes" if r["adaptive"] else "no", r["plugin"], r["description"]]
+                               for r in rows["searches"]], ["name", "adaptive", "plugin", "description"]),
         ("Plugins", [[r["name"], r["version"] or "", r["source"], ", ".join(r["hooks"])] for r in rows["plugins"]],
          ["name", "version", "source", "hooks"]),
     ]

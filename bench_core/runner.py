@@ -5,6 +5,10 @@ the trial seed right before the model is built, and every random draw of trainin
 order, gradient noise) goes through one generator seeded with the same seed on the
 trial's device. Data stays on the device; the host only reads the loss every few steps
 to catch divergence early, and synchronises the device before it reads the clock.
+
+Under a budget in seconds the clock is read after every step (a synchronisation per step
+on a GPU: the price of stopping on time), evaluations fall every ``budget / evals``
+seconds of training, and schedules run on the elapsed fraction of the budget.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from bench_core.trial import TrialConfig, TrialResult
 DIVERGENCE_CHECK_EVERY = 10
 #: A loss above this many times max(1, |initial loss|) counts as blown up.
 DIVERGENCE_FACTOR = 1e4
+#: Under a budget in seconds, schedules see the elapsed fraction of the budget as a step of this many.
+SECONDS_SCHEDULE_STEPS = 10_000
 
 
 class ProblemCache:
@@ -46,8 +52,10 @@ class ProblemCache:
         return self._built[key]
 
 
-def total_steps(config: TrialConfig, problem: Problem) -> int:
-    """The trial's budget in optimizer steps."""
+def total_steps(config: TrialConfig, problem: Problem) -> int | None:
+    """The trial's budget in optimizer steps; ``None`` for a budget in seconds."""
+    if config.budget.unit == "seconds":
+        return None
     if config.budget.unit == "steps":
         return config.budget.amount
     if config.budget.unit == "samples":
@@ -94,7 +102,9 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     problem = problems.get(config.problem, config.problem_options, config.device)
     device = problem.device
     steps = total_steps(config, problem)
-    eval_at = set(evaluation_steps(steps, config.evals))
+    seconds = None if steps is not None else float(config.budget.amount)
+    eval_at = set(evaluation_steps(steps, config.evals)) if steps is not None else set()
+    eval_every = seconds / config.evals if seconds is not None else math.inf
     schedule_options = dict(schedule_spec.options) | config.schedule_options
     samples_per_step = config.batch_size or 1
 
@@ -125,9 +135,15 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         initial = evaluate(0)
     blowup = DIVERGENCE_FACTOR * max(1.0, abs(initial["train_loss"]))
     step = 0
+    elapsed = 0.0  # training seconds so far; read every step only under a seconds budget
+    next_eval = eval_every
     tick = _now(device)
-    while step < steps:
-        factor = float(schedule_spec.multiplier(step, steps, **schedule_options))
+    while True:
+        if seconds is None:
+            factor = float(schedule_spec.multiplier(step, steps, **schedule_options))
+        else:  # the schedule runs on training time: its "step" is the elapsed fraction of the budget
+            at = min(int(elapsed / seconds * SECONDS_SCHEDULE_STEPS), SECONDS_SCHEDULE_STEPS - 1)
+            factor = float(schedule_spec.multiplier(at, SECONDS_SCHEDULE_STEPS, **schedule_options))
         for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base * factor
         lr_now = base_lrs[0] * factor
@@ -136,7 +152,15 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         loss.backward()
         optimizer.step()
         step += 1
-        evaluating = step in eval_at
+        if seconds is None:
+            finished = step >= steps
+            evaluating = step in eval_at
+        else:
+            elapsed = train_seconds + _now(device) - tick
+            finished = elapsed >= seconds
+            evaluating = finished or elapsed >= next_eval
+            if evaluating:
+                next_eval = (math.floor(elapsed / eval_every) + 1) * eval_every
         if evaluating or step % DIVERGENCE_CHECK_EVERY == 0:
             value = loss.item()  # synchronises the device
             if not math.isfinite(value) or value > blowup:
@@ -148,9 +172,11 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
                 metrics = evaluate(step)
             if not math.isfinite(metrics["train_loss"]) or metrics["train_loss"] > blowup:
                 result.status = "diverged"
-            if result.status == "diverged":
+            if result.status == "diverged" or (config.stop_at_target and result.steps_to_target is not None):
                 break
             tick = _now(device)
+        if finished:
+            break
 
     result.steps = step
     result.samples = step * samples_per_step

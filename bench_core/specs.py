@@ -23,7 +23,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 RESERVED_NAMES = frozenset(
     {"batch_size", "schedule", "seed", "seeds", "steps", "epochs", "samples", "device", "evals", "options"}
 )
-BUDGET_UNITS = ("steps", "epochs", "samples")
+BUDGET_UNITS = ("steps", "epochs", "samples", "seconds")
 
 
 def check_name(kind: str, name: object) -> str:
@@ -161,6 +161,58 @@ class ScheduleSpec:
 
 
 @dataclass(frozen=True)
+class Dimension:
+    """One hyperparameter of a search space, as a search strategy sees it.
+
+    ``choices`` are the values the suite gave (a grid or a list), or the plugin's default
+    alone when the suite gave none. ``low``/``high``/``log`` are the range the optimizer
+    plugin declared, set only when the suite gave no values: a grid keeps to ``choices``,
+    a sampler draws from the range where there is one and from ``choices`` otherwise.
+    """
+
+    name: str
+    choices: tuple[float, ...]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    @property
+    def has_range(self) -> bool:
+        return self.low is not None
+
+
+#: A search space: hyperparameter name -> its dimension (``lr`` included).
+SearchSpace = Mapping[str, Dimension]
+#: What an adaptive search has learnt so far: (point, score) pairs, lower scores better,
+#: ``math.inf`` for a point that diverged or failed.
+History = list[tuple[dict[str, float], float]]
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A search strategy: proposes hyperparameter points for one optimizer on one problem.
+
+    ``propose(space, count, seed, history)`` returns a list of points (dicts over the
+    space's names). A non-adaptive strategy (grid, random) is called once, with the
+    suite's trial budget as ``count`` (a grid may ignore it) and an empty history. An
+    adaptive one (``adaptive=True``, e.g. TPE) is called in rounds of at most ``count``
+    points, each time with the scores of every earlier point; optbench runs a round,
+    stores it, and asks again until the budget is spent. Proposals must depend only on
+    the arguments, so that a resumed sweep replays the same rounds and finds them stored.
+    """
+
+    name: str
+    propose: Callable[[SearchSpace, int, int, History], list[dict[str, float]]]
+    description: str = ""
+    adaptive: bool = False
+
+    def __post_init__(self) -> None:
+        check_name("search strategy", self.name)
+        if not callable(self.propose):
+            raise ValueError(f"search strategy {self.name!r}: 'propose' must be callable")
+
+
+@dataclass(frozen=True)
 class Target:
     """What "solved" means for a problem: ``metric`` reaching ``value``.
 
@@ -174,10 +226,12 @@ class Target:
 
 @dataclass(frozen=True)
 class Budget:
-    """How long a trial trains: ``amount`` optimizer steps, epochs over the training set, or training samples.
+    """How long a trial trains: ``amount`` optimizer steps, epochs, training samples, or seconds of training.
 
     A samples budget gives every batch size the same amount of data (``amount / batch_size``
-    steps, rounded up), the fair unit for comparing batch sizes.
+    steps, rounded up), the fair unit for comparing batch sizes. A seconds budget counts
+    training time only (evaluations excluded) and is the practitioner's unit, but it ties
+    the result to the machine: the same trial does more steps on a faster device.
     """
 
     unit: str

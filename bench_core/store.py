@@ -265,6 +265,17 @@ class Store:
         done = {row[0] for row in rows}
         return done if trial_ids is None else done & set(trial_ids)
 
+    def finals(self, trial_ids: Iterable[str]) -> dict[str, tuple[str, dict[str, float]]]:
+        """``status`` and ``final`` metrics of the stored trials among ``trial_ids``: what searches score."""
+        ids = list(dict.fromkeys(trial_ids))
+        out: dict[str, tuple[str, dict[str, float]]] = {}
+        for start in range(0, len(ids), 500):  # stay under SQLite's limit on bound parameters
+            chunk = ids[start:start + 500]
+            rows = self._conn.execute(
+                f"SELECT trial_id, status, final FROM trials WHERE trial_id IN ({', '.join('?' * len(chunk))})", chunk)
+            out.update({trial_id: (status, json.loads(final)) for trial_id, status, final in rows})
+        return out
+
     def mean_wall_seconds(self) -> dict[tuple[str, str, int, int | None], float]:
         """Mean wall time of finished trials by (problem, budget unit, budget amount, batch size): for estimates."""
         rows = self._conn.execute(

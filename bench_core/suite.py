@@ -10,8 +10,8 @@ rate and hyperparameters, the problem's batch size and budget. See
 
 from __future__ import annotations
 
+import functools
 import itertools
-import math
 import tomllib
 import zlib
 from collections.abc import Mapping, Sequence
@@ -20,19 +20,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bench_core.catalog import Catalog
 from bench_core.errors import UserError
+from bench_core.followups import AdaptiveSearch, BatchSizeTransfer, FollowUp, Scores
 from bench_core.runner import ProblemCache
-from bench_core.specs import Budget, Problem, ProblemSpec
+from bench_core.specs import Budget, Dimension, Problem, ProblemSpec, SearchSpec
 from bench_core.trial import TrialConfig
 
 #: Sweep axes every trial has, besides the optimizer's own hyperparameters.
-AXES = ("lr", "batch_size", "schedule", "seeds", "steps", "epochs", "samples", "evals", "random_trials",
-        "random_seed")
-SCALAR_AXES = ("steps", "epochs", "samples", "evals", "random_trials", "random_seed")
+AXES = ("lr", "batch_size", "schedule", "seeds", "steps", "epochs", "samples", "seconds", "evals", "random_trials",
+        "random_seed", "search", "trials", "lr_scaling", "base_batch_size", "transfer_batch_sizes", "stop_at_target")
+SCALAR_AXES = ("steps", "epochs", "samples", "seconds", "evals", "random_trials", "random_seed", "search", "trials",
+               "lr_scaling", "base_batch_size", "stop_at_target")
+BUDGET_KEYS = ("steps", "epochs", "samples", "seconds")
+LR_SCALING_RULES = ("none", "linear")
 SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",
               "schedule_options")
 DEFAULT_EVALS = 20
@@ -47,6 +50,13 @@ class Sweep:
     source: str
     settings: dict[str, Any]
     trials: list[TrialConfig] = field(default_factory=list)
+    followups: list[FollowUp] = field(default_factory=list)
+    device: str = "cpu"
+
+    @property
+    def planned(self) -> int:
+        """Trials in all: those expanded up front and those follow-ups will name."""
+        return len(self.trials) + sum(f.planned for f in self.followups)
 
 
 def builtin_suites() -> dict[str, Path]:
@@ -123,7 +133,7 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
                                 f"hyperparameter of the selected optimizers)")
 
     sweep = Sweep(str(settings.get("name", "custom")), str(settings.get("description", "")), source,
-                  dict(settings) | ({"overrides": overrides} if overrides else {}))
+                  dict(settings) | ({"overrides": overrides} if overrides else {}), device=device)
     seen: set[str] = set()
     cache = problems_cache or ProblemCache(catalog)
     for problem_name in problems:
@@ -145,16 +155,19 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
                                         f"{', '.join(['lr', *ospec.hyperparams])})")
                 layers = [(source, top), (f"{source}: [problem.{problem_name}]", ptable), (where, otable),
                           ("command line", overrides)]
-                for config in _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers,
-                                      schedule_options, catalog, device):
+                configs, followups = _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers,
+                                             schedule_options, catalog, device)
+                for config in configs:
                     if config.trial_id not in seen:
                         seen.add(config.trial_id)
                         sweep.trials.append(config)
+                sweep.followups.extend(followups)
     return sweep
 
 
 def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, schedule_options,
-            catalog, device):
+            catalog, device) -> tuple[list[TrialConfig], list[FollowUp]]:
+    """The trials of one optimizer on one problem variant, and the follow-ups that will name more."""
     def pick(key: str, default: Any) -> tuple[str, Any]:
         for where, layer in reversed(layers):
             if key in layer:
@@ -167,13 +180,17 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
         grids[hp] = _numbers(value, f"{where} {hp}", positive=hp == "lr")
     where, value = pick("batch_size", pspec.batch_size)
     batch_sizes: list[int | None] = _integers(value, f"{where} batch_size", minimum=1)
+    where, value = pick("transfer_batch_sizes", [])
+    transfer_sizes = _integers(value, f"{where} transfer_batch_sizes", minimum=1) if value != [] else []
+    if transfer_sizes and len(batch_sizes) != 1:
+        raise UserError(f"{where} transfer_batch_sizes: tune at one batch size, got batch_size {batch_sizes}")
     if probe.train_size is not None:
-        for batch_size in batch_sizes:
+        for batch_size in [*batch_sizes, *transfer_sizes]:
             if batch_size > probe.train_size:
-                raise UserError(f"{where} batch_size {batch_size} exceeds the {probe.train_size} training "
+                raise UserError(f"batch_size {batch_size} exceeds the {probe.train_size} training "
                                 f"samples of problem {problem_name!r}")
     if not probe.stochastic:
-        batch_sizes = [None]  # the gradient does not depend on the batch
+        batch_sizes, transfer_sizes = [None], []  # the gradient does not depend on the batch
     where, value = pick("schedule", "constant")
     schedules = _strings(value, f"{where} schedule")
     for name in schedules:
@@ -183,62 +200,128 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
     budget = _budget(layers, pspec, problem_name, probe.train_size)
     where, value = pick("evals", DEFAULT_EVALS)
     evals = _integers(value, f"{where} evals", minimum=1, scalar=True)[0]
+    where, value = pick("stop_at_target", False)
+    if not isinstance(value, bool):
+        raise UserError(f"{where} stop_at_target: expected true or false, got {value!r}")
+    stop_at_target = value
+    scale = _lr_scaling(pick, pspec.batch_size)
+    search, count, seed = _search(pick, catalog, problem_name, ospec.name)
+    space = _space(ospec, grids, given={hp for hp in grids if pick(hp, None)[1] is not None})
 
-    where, value = pick("random_trials", None)
-    if value is None:
-        points = [dict(zip(grids, values, strict=True)) for values in itertools.product(*grids.values())]
+    def make(point: dict[str, float], batch_size: int | None, schedule: str) -> list[TrialConfig]:
+        hyperparams = dict(point) | {"lr": scale(point["lr"], batch_size)}
+        return [TrialConfig(problem=problem_name, optimizer=optimizer_name, hyperparams=hyperparams, budget=budget,
+                            batch_size=batch_size, schedule=schedule,
+                            schedule_options=dict(schedule_options.get(schedule, {})),
+                            problem_options=dict(options), seed=seed, device=device, evals=evals,
+                            stop_at_target=stop_at_target)
+                for seed in seeds]
+
+    configs: list[TrialConfig] = []
+    followups: list[FollowUp] = []
+    searches: list[AdaptiveSearch] = []
+    if search.adaptive:
+        for batch_size, schedule in itertools.product(batch_sizes, schedules):
+            searches.append(AdaptiveSearch(search, space, count, seed,
+                                           functools.partial(make, batch_size=batch_size, schedule=schedule),
+                                           len(seeds)))
+        followups.extend(searches)
     else:
-        draws = _integers(value, f"{where} random_trials", minimum=1, scalar=True)[0]
-        where, value = pick("random_seed", 0)
-        random_seed = _integers(value, f"{where} random_seed", minimum=0, scalar=True)[0]
-        given = {hp for hp in grids if pick(hp, None)[1] is not None}
-        points = random_points(ospec, grids, given, draws, random_seed, problem_name)
-    for hyperparams in points:
-        for batch_size, schedule, seed in itertools.product(batch_sizes, schedules, seeds):
-            yield TrialConfig(
-                problem=problem_name, optimizer=optimizer_name,
-                hyperparams=dict(hyperparams), budget=budget,
-                batch_size=batch_size, schedule=schedule,
-                schedule_options=dict(schedule_options.get(schedule, {})),
-                problem_options=dict(options), seed=seed, device=device, evals=evals,
-            )
+        points = search.propose(space, count, seed, [])
+        for point in points:
+            for batch_size, schedule in itertools.product(batch_sizes, schedules):
+                configs.extend(make(point, batch_size, schedule))
+    if transfer_sizes:
+        tuned = list(configs)
+
+        def source(scores: Scores) -> list[TrialConfig] | None:
+            if not searches:
+                return tuned
+            found = [search.complete(scores) for search in searches]
+            return None if any(f is None for f in found) else [c for f in found for c in f]
+
+        def transfer(best: TrialConfig) -> list[TrialConfig]:
+            point = dict(best.hyperparams) | {"lr": scale.unscale(best.hyperparams["lr"], best.batch_size)}
+            return [c for size in transfer_sizes for c in make(point, size, best.schedule)]
+
+        followups.append(BatchSizeTransfer(source, transfer, len(transfer_sizes) * len(seeds)))
+    return configs, followups
 
 
-def random_points(ospec: Any, grids: dict[str, list[float]], given: set[str], draws: int, seed: int,
-                  problem_name: str) -> list[dict[str, float]]:
-    """``draws`` random hyperparameter settings for one optimizer on one problem: random search.
+class _LrScaling:
+    """The learning-rate scaling rule: ``lr * batch_size / base`` under ``linear``, ``lr`` unchanged under ``none``."""
 
-    A hyperparameter the suite set explicitly is drawn uniformly from its values; one left
-    to the plugin is drawn from the optimizer's declared range (log-uniform where the
-    ``Param`` says ``log``), or kept at its default when it declares none. The draws depend
-    only on ``seed``, the problem and the optimizer, so re-running (or widening) a random
-    search names the same trials; values keep 6 significant digits.
-    """
-    key = zlib.crc32(f"{seed}/{problem_name}/{ospec.name}".encode())
-    rng = np.random.default_rng(key)
+    def __init__(self, rule: str, base: int | None) -> None:
+        self.rule, self.base = rule, base
+
+    def __call__(self, lr: float, batch_size: int | None) -> float:
+        if self.rule == "none" or batch_size is None or self.base is None:
+            return lr
+        return float(f"{lr * batch_size / self.base:.12g}")
+
+    def unscale(self, lr: float, batch_size: int | None) -> float:
+        if self.rule == "none" or batch_size is None or self.base is None:
+            return lr
+        return float(f"{lr * self.base / batch_size:.12g}")
+
+
+def _lr_scaling(pick, default_base: int | None) -> _LrScaling:
+    where, rule = pick("lr_scaling", "none")
+    if rule not in LR_SCALING_RULES:
+        raise UserError(f"{where} lr_scaling: {rule!r} is not one of {', '.join(LR_SCALING_RULES)}")
+    where, base = pick("base_batch_size", default_base)
+    if base is not None:
+        base = _integers(base, f"{where} base_batch_size", minimum=1, scalar=True)[0]
+    return _LrScaling(rule, base)
+
+
+def _search(pick, catalog: Catalog, problem_name: str, optimizer_name: str) -> tuple[SearchSpec, int, int]:
+    """The search strategy, its per-optimizer trial budget and its seed for one optimizer on one problem."""
+    where, random_trials = pick("random_trials", None)
+    where_search, name = pick("search", "random" if random_trials is not None else "grid")
+    if random_trials is not None:
+        if name != "random":
+            raise UserError(f"{where} random_trials: is short for search = 'random'; with search = {name!r} "
+                            f"give the budget as trials")
+        where_count, count = where, random_trials
+    else:
+        where_count, count = pick("trials", None)
+    try:
+        spec = catalog.get("search strategy", _strings(name, f"{where_search} search")[0])
+    except UserError as exc:
+        raise UserError(f"{where_search} search: {exc}") from None
+    if count is None:
+        if spec.name != "grid":
+            raise UserError(f"{where_search} search = {spec.name!r} needs a trial budget: trials = N")
+        count = 0
+    else:
+        key = "random_trials" if random_trials is not None else "trials"
+        count = _integers(count, f"{where_count} {key}", minimum=1, scalar=True)[0]
+    where, value = pick("random_seed", 0)
+    random_seed = _integers(value, f"{where} random_seed", minimum=0, scalar=True)[0]
+    return spec, count, zlib.crc32(f"{random_seed}/{problem_name}/{optimizer_name}".encode())
+
+
+def _space(ospec: Any, grids: dict[str, list[float]], given: set[str]) -> dict[str, Dimension]:
+    """The search space: the given values of each hyperparameter, and the declared range of those not given."""
     params = {"lr": ospec.lr, **ospec.hyperparams}
-    points = []
-    for _ in range(draws):
-        point = {}
-        for hp, values in grids.items():
-            param = params[hp]
-            if hp in given or param.low is None:
-                value = values[int(rng.integers(len(values)))]
-            elif param.log:
-                value = math.exp(rng.uniform(math.log(param.low), math.log(param.high)))
-            else:
-                value = rng.uniform(param.low, param.high)
-            point[hp] = float(f"{value:.6g}")
-        points.append(point)
-    return points
+    space = {}
+    for hp, values in grids.items():
+        param = params[hp]
+        if hp in given or param.low is None:
+            space[hp] = Dimension(hp, tuple(values))
+        else:
+            space[hp] = Dimension(hp, tuple(values), param.low, param.high, param.log)
+    return space
 
 
 def _budget(layers, pspec: ProblemSpec, problem_name: str, train_size: int | None) -> Budget:
     budget = pspec.budget
     for where, layer in layers:
-        given = [unit for unit in ("steps", "epochs", "samples") if unit in layer]
+        given = [unit for unit in BUDGET_KEYS if unit in layer]
         if len(given) > 1:
-            raise UserError(f"{where}: give one budget of steps, epochs or samples, not {' and '.join(given)}")
+            raise UserError(f"{where}: give one budget of steps, epochs, samples or seconds, not "
+                            f"{' and '.join(given)}")
         if given:
             unit = given[0]
             budget = Budget(unit, _integers(layer[unit], f"{where} {unit}", minimum=1, scalar=True)[0])

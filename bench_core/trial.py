@@ -24,6 +24,8 @@ class TrialConfig:
     ``hyperparams`` holds every hyperparameter of the optimizer (learning rate included)
     with defaults filled in, so that naming a default explicitly yields the same trial.
     ``batch_size`` is ``None`` for deterministic problems, where it has no effect.
+    ``stop_at_target`` ends the trial at the first evaluation that meets the problem's
+    target; it is left out of the identity when off, so older stored trials keep their ids.
     """
 
     problem: str
@@ -37,6 +39,7 @@ class TrialConfig:
     seed: int = 0
     device: str = "cpu"
     evals: int = 20
+    stop_at_target: bool = False
 
     @property
     def lr(self) -> float:
@@ -46,6 +49,8 @@ class TrialConfig:
         """A JSON-ready dict with sorted keys: the trial's identity."""
         data = asdict(self)
         data["budget"] = {"unit": self.budget.unit, "amount": self.budget.amount}
+        if not self.stop_at_target:
+            del data["stop_at_target"]
         return json.loads(json.dumps(data, sort_keys=True))
 
     def to_json(self) -> str:

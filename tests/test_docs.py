@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 import re
 from pathlib import Path
 
@@ -60,6 +61,20 @@ def test_the_documented_schedule_warms_up_then_decays(catalog):
     assert all(a >= b for a, b in itertools.pairwise(values[4:]))
     with pytest.raises(ValueError, match="warmup"):
         multiplier(0, 100, warmup=2.0)
+
+
+def test_the_documented_search_strategy_covers_the_declared_range_reproducibly(catalog):
+    from bench_core.suite import expand
+
+    settings = {"problems": ["quadratic"], "optimizers": ["nadam"], "search": "sobol", "trials": 16,
+                "steps": 5, "device": "cpu"}
+    trials = expand(settings, catalog).trials
+    assert len(trials) == 16 and [t.trial_id for t in trials] == [t.trial_id for t in expand(settings, catalog).trials]
+    lrs = sorted(t.hyperparams["lr"] for t in trials)
+    assert lrs[0] >= 1e-5 and lrs[-1] <= 1.0
+    # Sobol points fill the log range evenly: one lr in each of the 16 equal slices of log10(lr) in [-5, 0].
+    slices = sorted(int((math.log10(lr) + 5) / 5 * 16) for lr in lrs)
+    assert slices == list(range(16))
 
 
 def test_the_documented_report_section_and_observer_work(catalog, tmp_path, monkeypatch):

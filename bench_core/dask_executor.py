@@ -1,0 +1,155 @@
+"""A Dask executor: runs a sweep on a Dask cluster, local or remote.
+
+It moves a sweep that outgrows one machine onto a cluster without changing what is
+stored: like the process pool, it ships groups of trial configs (plain, picklable data)
+to workers and hands their results back to the driver, which alone writes the store.
+Workers never touch the store.
+
+Each worker process rebuilds the plugin catalog itself from the plugin paths (and the
+autoload setting) the driver was given, once per process, and keeps its built problems
+between tasks. So every ``--plugins`` file or folder must exist at the same path on the
+workers, and every installed plugin package (and optbench itself) must be importable
+there too.
+
+Without a scheduler address the executor starts a :class:`distributed.LocalCluster` of
+worker processes on the loopback interface only (no dashboard) and shuts it down on
+:meth:`DaskExecutor.close`. With one, it connects to that scheduler and leaves the
+cluster running when it is done.
+
+Torch threads per task: on a local cluster each of the ``workers`` processes runs one
+task at a time with ``threads_per_worker`` torch threads (default: the CPU cores split
+evenly between them). On a remote cluster the executor cannot see the workers' cores,
+so a task uses ``threads_per_worker`` threads if given and 1 otherwise (Dask runs one
+task per worker thread, so one torch thread per task fills a worker's cores).
+
+A task that fails (its worker died, the connection dropped, Dask gave up on it) is
+recorded as an error result for each trial of its group, and the sweep goes on. Dask's
+own rules for dying workers apply: a worker that dies takes the tasks queued on it along
+with the one it was running, and the scheduler reruns each of them on another worker
+until it has seen ``distributed.scheduler.allowed-failures`` (default 3) workers die
+while holding it; only then does the task fail here. So a trial that crashes its worker
+every time costs that many worker restarts, and with ``allowed-failures`` set to 0 the
+tasks that were merely queued behind it fail with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError
+from typing import Any
+
+import torch
+
+from bench_core.catalog import load_catalog
+from bench_core.errors import UserError
+from bench_core.executors import Executor, Group, _lost
+from bench_core.runner import ProblemCache, run_trials
+from bench_core.trial import TrialResult
+
+#: How long to wait for a remote scheduler to answer before giving up.
+CONNECT_TIMEOUT = "10s"
+#: How long close() waits for the client and cluster to shut down.
+CLOSE_TIMEOUT = 10
+
+
+class DaskExecutor(Executor):
+    """Runs groups of trials as tasks on a Dask cluster (started locally, or reached by address).
+
+    :param plugin_paths: ``--plugins`` paths; the workers load them again, so they must exist there.
+    :param autoload: passed to :func:`~bench_core.catalog.load_catalog` on the workers.
+    :param scheduler: address of a running Dask scheduler (``tcp://HOST:8786``); None starts a local cluster.
+    :param workers: worker processes of the local cluster; ignored with ``scheduler``.
+    :param threads_per_worker: torch threads per task (see the module docstring for the defaults).
+    :raises UserError: when ``distributed`` is not installed or the scheduler cannot be reached.
+    """
+
+    def __init__(self, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
+                 scheduler: str | None = None, workers: int = 2, threads_per_worker: int | None = None) -> None:
+        try:
+            import distributed
+        except ImportError:
+            raise UserError("the dask executor needs the 'dask' extra: pip install 'optbench[dask]'") from None
+        self._distributed = distributed
+        self.plugin_paths = tuple(str(p) for p in plugin_paths)
+        self.autoload = autoload
+        self.scheduler = scheduler
+        self.cluster: Any = None
+        self.client: Any = None
+        self._futures: dict[str, Any] = {}
+        if scheduler is None:
+            self.workers = max(1, workers)
+            self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+            self.cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                                    host="127.0.0.1", dashboard_address=None)
+            try:
+                self.client = distributed.Client(self.cluster, set_as_default=False)
+            except BaseException:
+                self.cluster.close()
+                raise
+        else:
+            self.threads = threads_per_worker or 1
+            try:
+                self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise UserError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there ({exc})") from None
+            self.workers = max(1, sum(self.client.nthreads().values()))
+
+    def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
+        if self.client is None:
+            raise RuntimeError("the dask executor is closed")
+        distributed = self._distributed
+        pending = iter(groups)
+        limit = 2 * self.workers  # keep workers busy without queueing the whole sweep
+        in_flight: dict[str, tuple[Any, Group]] = {}
+        finished = distributed.as_completed(loop=self.client.loop)
+
+        def submit_next() -> None:
+            for group in pending:
+                future = self.client.submit(_run_on_worker, group, self.plugin_paths, self.autoload, self.threads,
+                                            pure=False)
+                in_flight[future.key] = (future, group)
+                self._futures[future.key] = future
+                finished.add(future)
+                return
+
+        for _ in range(limit):
+            submit_next()
+        for future in finished:
+            _, group = in_flight.pop(future.key)
+            self._futures.pop(future.key, None)
+            try:
+                results = future.result()
+            except (Exception, CancelledError) as exc:  # KilledWorker, CommClosedError, a cancelled task ...
+                results = [_lost(config, f"{type(exc).__name__}: {exc}") for config in group]
+            future.release()
+            submit_next()  # before yielding, so the cluster stays busy while the driver stores results
+            yield group, results
+
+    def close(self, cancel: bool = False) -> None:
+        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
+        futures, self._futures = list(self._futures.values()), {}
+        if client is not None:
+            if cancel and futures:
+                with contextlib.suppress(Exception):
+                    client.cancel(futures)
+            with contextlib.suppress(Exception):
+                client.close(timeout=CLOSE_TIMEOUT)
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=CLOSE_TIMEOUT)
+
+
+_worker_problems: dict[tuple[tuple[str, ...], bool | None], ProblemCache] = {}
+
+
+def _run_on_worker(group: Group, plugin_paths: tuple[str, ...], autoload: bool | None,
+                   threads: int) -> list[TrialResult]:
+    """The task: run one group on a worker, with a catalog built once per worker process."""
+    key = (tuple(plugin_paths), autoload)
+    problems = _worker_problems.get(key)
+    if problems is None:
+        problems = _worker_problems[key] = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
+    torch.set_num_threads(threads)
+    return run_trials(group, problems)

@@ -1,0 +1,150 @@
+"""The Dask executor stores the same numbers as running in-process, and survives a dying worker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+import dask  # noqa: E402
+import torch  # noqa: E402
+
+from bench_core import dask_executor  # noqa: E402
+from bench_core.catalog import load_catalog  # noqa: E402
+from bench_core.dask_executor import DaskExecutor  # noqa: E402
+from bench_core.errors import UserError  # noqa: E402
+from bench_core.executors import InProcessExecutor  # noqa: E402
+from bench_core.suite import expand  # noqa: E402
+
+KILLER_PLUGIN = """
+    import os
+
+    import torch
+
+    from bench_core import OptimizerSpec, hookimpl
+
+    OPTBENCH_CONTRACT = 1
+
+
+    class Killer(torch.optim.SGD):
+        \"\"\"Takes its whole process down on the first step, as a segfaulting extension would.\"\"\"
+
+        def step(self, closure=None):
+            os._exit(1)
+
+
+    @hookimpl
+    def optbench_optimizers():
+        return [OptimizerSpec("killer", Killer, lr=0.01)]
+"""
+
+
+def _sweep(catalog, **settings):
+    base = {"problems": ["quadratic", "digits_mlp"], "optimizers": ["sgd", "adam"], "lr": 0.01, "batch_size": 16,
+            "seeds": [0, 1], "steps": 25, "evals": 5, "device": "cpu"}
+    return expand(base | settings, catalog)
+
+
+def _in_process(catalog, groups):
+    """The reference: in-process, with one torch thread like each worker (thread count changes float sums)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _by_id(InProcessExecutor(catalog).run(groups))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _by_id(pairs):
+    results = {}
+    for group, group_results in pairs:
+        assert [c.trial_id for c in group] == [r.trial_id for r in group_results]
+        results.update({r.trial_id: r for r in group_results})
+    return results
+
+
+def _assert_same(local, remote):
+    assert local.keys() == remote.keys()
+    for trial_id, result in local.items():
+        assert result.status == remote[trial_id].status == "ok", remote[trial_id].error
+        assert len(result.curve) == len(remote[trial_id].curve)
+        for ours, theirs in zip(result.curve, remote[trial_id].curve, strict=True):
+            assert ours["train_loss"] == theirs["train_loss"]
+
+
+@pytest.mark.slow
+def test_local_cluster_and_in_process_give_identical_results(catalog):
+    sweep = _sweep(catalog, seeds=[0])
+    groups = [[config] for config in sweep.trials]
+    local = _in_process(catalog, groups)
+    with DaskExecutor(workers=2, threads_per_worker=1) as executor:
+        assert executor.cluster is not None
+        assert all(address.startswith("tcp://127.0.0.1:") for address in executor.client.nthreads())
+        remote = _by_id(executor.run(groups))
+    assert executor.client is None and executor.cluster is None
+    assert remote.keys() == {c.trial_id for c in sweep.trials}
+    _assert_same(local, remote)
+    executor.close()  # idempotent
+
+
+def test_connects_to_a_running_scheduler(catalog):
+    sweep = _sweep(catalog, problems=["quadratic"], optimizers=["sgd"], seeds=[0, 1])
+    groups = [[config] for config in sweep.trials]
+    local = _in_process(catalog, groups)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        with DaskExecutor(scheduler=cluster.scheduler_address) as executor:
+            assert executor.cluster is None  # not ours: left running
+            assert executor.threads == 1
+            remote = _by_id(executor.run(groups))
+        assert cluster.scheduler.status.name == "running"
+    _assert_same(local, remote)
+
+
+def test_unreachable_scheduler_is_a_user_error(monkeypatch):
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", "1s")
+    started = time.perf_counter()
+    with pytest.raises(UserError, match=r"--scheduler tcp://127\.0\.0\.1:1: cannot connect"):
+        DaskExecutor(scheduler="tcp://127.0.0.1:1")
+    assert time.perf_counter() - started < 15
+
+
+@pytest.mark.slow
+def test_a_trial_that_kills_its_worker_is_an_error_and_the_executor_goes_on(write_plugin):
+    plugin = write_plugin("killer_plugin", KILLER_PLUGIN)
+    catalog = load_catalog([str(plugin)])
+    sweep = _sweep(catalog, problems=["quadratic"], optimizers=["killer", "sgd"], seeds=[0, 1])
+    killers = [[c] for c in sweep.trials if c.optimizer == "killer"][:1]
+    others = [[c] for c in sweep.trials if c.optimizer != "killer"]
+    assert len(killers) == 1 and len(others) == 2
+    # No retries: Dask would otherwise restart the worker and rerun the killer three more times.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        executor = DaskExecutor(plugin_paths=[str(plugin)], workers=1, threads_per_worker=1)
+    with executor:
+        # The killer runs on its own: a dying worker also takes down the tasks queued behind it.
+        [(group, [result])] = list(executor.run(killers))
+        assert group == killers[0]
+        assert result.trial_id == killers[0][0].trial_id
+        assert result.status == "error"
+        assert "worker process died" in result.error and "KilledWorker" in result.error
+        # The nanny replaced the dead worker; the rest of the sweep runs.
+        results = _by_id(executor.run(others))
+    assert results.keys() == {g[0].trial_id for g in others}
+    assert all(r.status == "ok" for r in results.values()), [r.error for r in results.values()]
+
+
+def test_missing_distributed_is_a_user_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_distributed(name, *args, **kwargs):
+        if name == "distributed" or name.startswith("distributed."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_distributed)
+    with pytest.raises(UserError, match=r"optbench\[dask\]"):
+        DaskExecutor()
