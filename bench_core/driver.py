@@ -77,7 +77,7 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
         todo = followup_trials()
     remaining_followups = sum(f.planned for f in sweep.followups)
     if not todo:
-        return _finished(outcome, sweep, scores)
+        return _finished(outcome, sweep, store, scores)
     if len(todo) + remaining_followups >= LARGE_SWEEP:
         print(f"optbench: {estimate(todo, store, min(workers, len(todo)), remaining_followups)}", file=sys.stderr)
     bar = tqdm(total=len(todo) + remaining_followups, unit="trial", desc=sweep.name,
@@ -101,12 +101,14 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                     bar.update(1)
             todo = followup_trials()
             bar.total = max(bar.n + len(todo), bar.total)
-    return _finished(outcome, sweep, scores)
+    return _finished(outcome, sweep, store, scores)
 
 
-def _finished(outcome: SweepOutcome, sweep: Sweep, scores: Scores) -> SweepOutcome:
-    """Count the follow-ups' trials into the outcome: those that ran and those found stored."""
-    outcome.total = len(sweep.trials) + sum(len(f.replay(scores)[0]) for f in sweep.followups)
+def _finished(outcome: SweepOutcome, sweep: Sweep, store: Store, scores: Scores) -> SweepOutcome:
+    """List the follow-ups' trials under the suite (some may have been found stored) and count them in."""
+    named = [config.trial_id for followup in sweep.followups for config in followup.replay(scores)[0]]
+    store.add_to_suite(sweep.name, named)
+    outcome.total = len(sweep.trials) + len(named)
     outcome.skipped = outcome.total - sum(outcome.counts.values())
     return outcome
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -185,3 +186,39 @@ def test_the_harness_trains_the_digits_mlp_like_a_plain_pytorch_loop(catalog, op
     for at, value in plain.items():
         assert harness[at] == pytest.approx(value, abs=1e-6), at
     assert plain[total] < 0.5 * plain[0], "the loop must actually train"
+
+
+def test_a_seconds_budget_stops_on_time_with_evaluations_spread_over_it(catalog):
+    config = dataclasses.replace(trial(problem="logistic", batch_size=8, evals=4, catalog=catalog, lr=0.05),
+                                 budget=Budget("seconds", 1))
+    result = run_trial(config, ProblemCache(catalog))
+    assert result.status == "ok"
+    seconds = [point["seconds"] for point in result.curve]
+    assert seconds[0] == 0 and 1.0 <= seconds[-1] < 1.5, "training time stops just past the budget"
+    assert len(result.curve) == 5, "an evaluation every budget / evals seconds, plus the start"
+    for k, at in enumerate(seconds[1:-1], start=1):
+        assert k * 0.25 <= at < k * 0.25 + 0.2
+    assert result.steps == result.curve[-1]["step"] > 10
+
+
+def test_a_seconds_budget_runs_the_schedule_on_elapsed_time(catalog):
+    config = dataclasses.replace(trial(problem="logistic", batch_size=8, evals=10, schedule="cosine",
+                                       catalog=catalog, lr=0.05), budget=Budget("seconds", 1))
+    result = run_trial(config, ProblemCache(catalog))
+    for point in result.curve[1:]:
+        # the lr used by the last step follows the cosine of the elapsed fraction (within one step's time)
+        fraction = min(point["seconds"], 1.0)
+        assert point["lr"] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * fraction)), abs=0.05 * 0.02)
+
+
+def test_stop_at_target_ends_the_trial_at_the_first_evaluation_that_meets_it(write_plugin):
+    catalog = load_catalog([write_plugin("line", FLAKY_PROBLEM)])
+    config = trial(problem="line", steps=40, evals=40, catalog=catalog, lr=0.1)
+    stopping = dataclasses.replace(config, stop_at_target=True)
+    full, stopped = (run_trial(c, ProblemCache(catalog)) for c in (config, stopping))
+    expected = math.ceil(math.log(0.01 / 9) / math.log(0.64))  # as in the test above: 9 * 0.64^t <= 0.01
+    assert full.steps == 40 and stopped.steps == stopped.steps_to_target == expected
+    losses = [[point["train_loss"] for point in r.curve] for r in (full, stopped)]
+    assert losses[1] == losses[0][:expected + 1]
+    # the flag joins a trial's identity only when on, so trials stored before it existed keep their ids
+    assert "stop_at_target" not in config.to_json() and stopping.trial_id != config.trial_id
