@@ -57,13 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--results", default=DEFAULT_RESULTS, metavar="PATH",
                          help=f"SQLite results file (default: {DEFAULT_RESULTS})")
 
+    execution = argparse.ArgumentParser(add_help=False)
+    execution.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's, else auto)")
+    execution.add_argument("--workers", type=int, help="worker processes; 1 runs in-process (default: one per "
+                     "CPU core, 1 on CUDA)")
+    execution.add_argument("--executor", default="auto", choices=EXECUTORS,
+                     help="where trials run: auto (in-process for 1 worker, else a process pool), inprocess, pool, "
+                     "or dask (a Dask cluster; needs the 'dask' extra)")
+    execution.add_argument("--scheduler", metavar="ADDRESS",
+                     help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (with --executor dask; "
+                     "default: start a local cluster of --workers processes)")
+    execution.add_argument("--report-dir", default=DEFAULT_REPORTS, metavar="DIR",
+                     help=f"where to write the report (default: {DEFAULT_REPORTS})")
+    execution.add_argument("--no-report", action="store_true", help="do not write a report after the run")
+    execution.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    execution.add_argument("--dry-run", action="store_true", help="print the trial count and exit")
+    execution.add_argument("--rerun", action="store_true",
+                     help="run every trial again, replacing stored results (default: skip stored trials)")
+
     listing = commands.add_parser("list", parents=[plugins], help="list optimizers, problems, schedules, plugins",
                                   description="List everything the installed and given plugins provide.")
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
     listing.set_defaults(handler=cmd_list)
 
     run = commands.add_parser(
-        "run", parents=[plugins, results, data], help="run a suite or a sweep built from flags",
+        "run", parents=[plugins, results, data, execution], help="run a suite or a sweep built from flags",
         description="Run a built-in suite, a suite TOML file, or a sweep built from flags; trials already "
         "stored are skipped. Comma-separated values make a grid (--lr 0.01,0.1). Flags override the suite.")
     run.add_argument("suite", nargs="?", metavar="SUITE",
@@ -99,24 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
                      "(axes you give are sampled from their values)")
     run.add_argument("--random-seed", type=int, metavar="SEED", help="seed of the random search draws (default 0)")
     run.add_argument("--evals", type=int, help="number of evaluations along each run (default 20)")
-    run.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's, else auto)")
-    run.add_argument("--workers", type=int, help="worker processes; 1 runs in-process (default: one per "
-                     "CPU core, 1 on CUDA)")
-    run.add_argument("--executor", default="auto", choices=EXECUTORS,
-                     help="where trials run: auto (in-process for 1 worker, else a process pool), inprocess, pool, "
-                     "or dask (a Dask cluster; needs the 'dask' extra)")
-    run.add_argument("--scheduler", metavar="ADDRESS",
-                     help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (with --executor dask; "
-                     "default: start a local cluster of --workers processes)")
     run.add_argument("--name", help="suite name to store a custom sweep under (default: custom)")
-    run.add_argument("--report-dir", default=DEFAULT_REPORTS, metavar="DIR",
-                     help=f"where to write the report (default: {DEFAULT_REPORTS})")
-    run.add_argument("--no-report", action="store_true", help="do not write a report after the run")
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run.add_argument("--dry-run", action="store_true", help="print the trial count and exit")
-    run.add_argument("--rerun", action="store_true",
-                     help="run every trial again, replacing stored results (default: skip stored trials)")
     run.set_defaults(handler=cmd_run)
+
+    lr_range = commands.add_parser(
+        "lr-range", parents=[plugins, results, data, execution], help="Smith's learning-rate range test",
+        description="Raise the learning rate exponentially over one short run per optimizer and problem, and "
+        "report where the loss falls fastest (a good learning rate to start from) and where it blows up. "
+        "Stored and resumed like any sweep; the report goes to REPORT_DIR/NAME/README.md.")
+    lr_range.add_argument("--problem", required=True, help="problem name(s), comma-separated")
+    lr_range.add_argument("--optimizer", help="optimizer name(s), comma-separated (default: all)")
+    lr_range.add_argument("--min-lr", type=float, default=1e-6, help="learning rate of the first step (default 1e-6)")
+    lr_range.add_argument("--max-lr", type=float, default=10.0, help="learning rate of the last step (default 10)")
+    lr_range.add_argument("--steps", type=int, default=100, help="steps of the ramp (default 100)")
+    lr_range.add_argument("--batch-size", help="batch size(s)")
+    lr_range.add_argument("--seeds", help="seed(s), e.g. 0,1,2")
+    lr_range.add_argument("--name", default="lr-range", help="suite name to store the test under (default: lr-range)")
+    lr_range.set_defaults(handler=cmd_lr_range)
 
     check = commands.add_parser(
         "check-plugin", parents=[plugins, data], help="run the conformance kit on an optimizer, a problem or a plugin",
@@ -174,11 +191,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench_core.driver import run_sweep
-    from bench_core.executors import default_workers
-    from bench_core.runner import ProblemCache
-    from bench_core.store import Store
-    from bench_core.suite import adhoc_settings, expand, read_suite
+    from bench_core.suite import adhoc_settings, read_suite
 
     if args.scheduler and args.executor != "dask":
         raise UserError(f"--scheduler {args.scheduler}: only the dask executor takes a scheduler (add --executor dask)")
@@ -192,6 +205,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings, source = read_suite(args.suite or "default")
         if args.name:
             settings["name"] = args.name
+    return _run_settings(args, catalog, settings, source, overrides)
+
+
+def cmd_lr_range(args: argparse.Namespace) -> int:
+    from bench_core.lr_range import range_settings
+    from bench_core.suite import parse_cli_values
+
+    if args.steps < 3:
+        raise UserError(f"--steps {args.steps}: a range test needs at least 3 steps")
+    _use_data_dir(args)
+    catalog = _load(args)
+    try:
+        settings = range_settings(parse_cli_values("--problem", args.problem, str),
+                                  parse_cli_values("--optimizer", args.optimizer, str) if args.optimizer else None,
+                                  args.min_lr, args.max_lr, args.steps, args.name)
+    except ValueError as exc:
+        raise UserError(f"--min-lr {args.min_lr:g} --max-lr {args.max_lr:g}: {exc}") from None
+    overrides: dict[str, Any] = {}
+    for attr, kind in (("batch_size", int), ("seeds", int)):
+        if getattr(args, attr) is not None:
+            overrides[attr] = parse_cli_values(f"--{attr.replace('_', '-')}", getattr(args, attr), kind)
+    if args.device is not None:
+        overrides["device"] = args.device
+    return _run_settings(args, catalog, settings, "command line", overrides)
+
+
+def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str, Any], source: str,
+                  overrides: dict[str, Any]) -> int:
+    """Expand, run, store and report a sweep: what ``run`` and ``lr-range`` share."""
+    from bench_core.driver import run_sweep
+    from bench_core.executors import default_workers
+    from bench_core.runner import ProblemCache
+    from bench_core.store import Store
+    from bench_core.suite import expand
+
+    if args.scheduler and args.executor != "dask":
+        raise UserError(f"--scheduler {args.scheduler}: only the dask executor takes a scheduler (add --executor dask)")
     problems = ProblemCache(catalog)
     sweep = expand(settings, catalog, source, overrides, problems)
     if not sweep.planned:

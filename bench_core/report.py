@@ -40,9 +40,13 @@ def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | Non
     With a ``catalog``, plugins implementing ``optbench_report_section`` add their sections
     after the built-in ones.
     """
+    from bench_core.lr_range import is_range_test, write_range_report
+
+    trials = store.trials(suite)
+    if is_range_test(trials):
+        return write_range_report(store, suite, out_dir)
     folder = Path(out_dir) / suite
     folder.mkdir(parents=True, exist_ok=True)
-    trials = store.trials(suite)
     curves = store.curves(suite)
     runs = store.runs(suite)
     parts = [f"# optbench report: {suite}", ""]

@@ -95,6 +95,16 @@ def one_cycle(step: int, total_steps: int, peak: float = 0.3, initial: float = 0
     return _cosine((progress - peak) / (1.0 - peak), final)
 
 
+def lr_range(step: int, total_steps: int, start: float = 1e-6) -> float:
+    """Exponential growth from ``start`` towards 1: Smith's learning-rate range test (``optbench lr-range``).
+
+    The base learning rate is the top of the range; the factor grows by the same ratio
+    every step, so the run spends as many steps in each decade of learning rate.
+    """
+    start = _number("start", start, 0.0, 1.0, open_low=True)
+    return start ** (1.0 - step / total_steps)
+
+
 def _spec(name: str, multiplier: Callable[..., float], description: str) -> ScheduleSpec:
     """A spec whose options and defaults are read off the keyword arguments of ``multiplier``."""
     parameters = list(inspect.signature(multiplier).parameters.values())[2:]
@@ -110,5 +120,6 @@ def optbench_schedules() -> list[ScheduleSpec]:
         _spec("exponential", exponential, "Geometric decay from 1 to final over the run."),
         _spec("cosine", cosine, "Cosine decay from 1 to final over the run."),
         _spec("warmup_cosine", warmup_cosine, "Linear warmup over a warmup fraction of the run, then cosine to final."),
+        _spec("lr_range", lr_range, "Exponential growth from start to 1: the learning-rate range test."),
         _spec("one_cycle", one_cycle, "Cosine up from initial to 1 at the peak fraction, then down to final."),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -18,6 +19,7 @@ OPTIONS = {
     "cosine": {"final": 0.0},
     "warmup_cosine": {"warmup": 0.05, "final": 0.0},
     "one_cycle": {"peak": 0.3, "initial": 0.04, "final": 4e-6},
+    "lr_range": {"start": 1e-6},
 }
 
 
@@ -119,6 +121,14 @@ def test_one_cycle_follows_cosines_step_by_step():
         assert got == pytest.approx(expected), step
 
 
+def test_lr_range_grows_by_the_same_factor_every_step_from_start_to_one():
+    values = [multiplier("lr_range", step, 60, start=1e-6) for step in range(61)]
+    assert values[0] == pytest.approx(1e-6) and values[60] == pytest.approx(1.0)
+    assert values[10] == pytest.approx(1e-5) and values[30] == pytest.approx(1e-3)  # ten steps per decade
+    ratios = [b / a for a, b in itertools.pairwise(values)]
+    assert max(ratios) == pytest.approx(min(ratios)) == pytest.approx(10 ** 0.1)
+
+
 @pytest.mark.parametrize(("name", "options", "option"), [
     ("step", {"gamma": 0.0}, "gamma"),
     ("step", {"gamma": -0.5}, "gamma"),
@@ -135,6 +145,8 @@ def test_one_cycle_follows_cosines_step_by_step():
     ("warmup_cosine", {"warmup": -0.1}, "warmup"),
     ("warmup_cosine", {"final": 1.5}, "final"),
     ("one_cycle", {"peak": 0.0}, "peak"),
+    ("lr_range", {"start": 0.0}, "start"),
+    ("lr_range", {"start": 2.0}, "start"),
     ("one_cycle", {"peak": 1.0}, "peak"),
     ("one_cycle", {"initial": 1.2}, "initial"),
     ("one_cycle", {"final": -1e-3}, "final"),
