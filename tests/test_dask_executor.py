@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import pytest
 
 distributed = pytest.importorskip("distributed")
@@ -148,3 +149,40 @@ def test_missing_distributed_is_a_user_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_distributed)
     with pytest.raises(UserError, match=r"optbench\[dask\]"):
         DaskExecutor()
+
+
+@pytest.mark.slow
+def test_in_process_pool_and_dask_sweeps_store_the_same_results(catalog, tmp_path):
+    """The issue's promise at the level users see: the same suite, three executors, one set of stored numbers."""
+    from bench_core.cli import main
+    from bench_core.driver import run_sweep
+    from bench_core.store import Store
+
+    settings = {"name": "same", "problems": ["quadratic", "digits_mlp"], "optimizers": ["sgd", "adam"],
+                "lr": [0.01, 0.1], "batch_size": 16, "steps": 20, "evals": 4, "device": "cpu"}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: float sums then agree to the last bit
+    try:
+        with Store(tmp_path / "inprocess.sqlite") as store:
+            run_sweep(expand(settings, catalog), catalog, store, workers=1, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    with Store(tmp_path / "pool.sqlite") as store:
+        run_sweep(expand(settings, catalog), catalog, store, workers=2, progress=False, executor="pool")
+    assert main(["run", "--problem", "quadratic,digits_mlp", "--optimizer", "sgd,adam", "--lr", "0.01,0.1",
+                 "--batch-size", "16", "--steps", "20", "--evals", "4", "--device", "cpu", "--name", "same",
+                 "--executor", "dask", "--workers", "2", "--results", str(tmp_path / "dask.sqlite"),
+                 "--no-report", "--no-progress"]) == 0
+    frames = {}
+    for name in ("inprocess", "pool", "dask"):
+        with Store(tmp_path / f"{name}.sqlite") as store:
+            trials = store.trials("same").set_index("trial_id").sort_index()
+            curves = store.curves("same").sort_values(["trial_id", "step"]).reset_index(drop=True)
+        frames[name] = (trials, curves)
+    reference, reference_curves = frames["inprocess"]
+    assert len(reference) == 8 and (reference["status"] == "ok").sum() == 7  # sgd at lr 0.1 > 2/L diverges
+    finals = [c for c in reference.columns if c.startswith(("final.", "best."))] + ["status", "steps", "samples"]
+    for name in ("pool", "dask"):
+        trials, curves = frames[name]
+        pd.testing.assert_frame_equal(trials[finals], reference[finals])
+        pd.testing.assert_frame_equal(curves.drop(columns="seconds"), reference_curves.drop(columns="seconds"))
