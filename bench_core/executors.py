@@ -9,9 +9,11 @@ boundary.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -81,7 +83,8 @@ class ProcessPoolExecutorBackend(Executor):
         limit = 2 * self.workers  # keep workers busy without queueing the whole sweep
         while True:
             for group in pending:
-                in_flight[self.pool.submit(_run_in_worker, group)] = group
+                with _sigint_ignored():  # a submit may spawn a worker: it inherits the ignored Ctrl-C
+                    in_flight[self.pool.submit(_run_in_worker, group)] = group
                 if len(in_flight) >= limit:
                     break
             if not in_flight:
@@ -141,6 +144,24 @@ def default_workers(device: str, trials: int) -> int:
 def _lost(config: TrialConfig, why: object) -> TrialResult:
     return TrialResult(config.trial_id, "error", error=f"worker process died before finishing: {why}",
                        device=config.device)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C in this process for a moment, so workers spawned meanwhile start with it ignored.
+
+    An ignored signal stays ignored across exec, and Python keeps it so: a worker then
+    cannot be interrupted while it is still importing torch, before its initializer runs
+    (the driver alone handles Ctrl-C). Only the main thread may change signal handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 _worker_problems: ProblemCache | None = None
