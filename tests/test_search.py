@@ -11,6 +11,7 @@ from bench_core.driver import run_sweep
 from bench_core.errors import UserError
 from bench_core.followups import trial_score
 from bench_core.plugins import search
+from bench_core.report import selection_metric
 from bench_core.runner import ProblemCache, run_trial
 from bench_core.store import Store
 from bench_core.suite import expand
@@ -149,7 +150,8 @@ def test_transfer_reruns_the_best_tuned_setting_at_other_batch_sizes(catalog, tm
         trials = store.trials("t")
     assert outcome.total == 10 and len(trials) == 10
     tuning = trials[trials["batch_size"] == 16]
-    best_lr = tuning.groupby("hp.lr")["final.train_loss"].mean().idxmin()  # independent of the driver's pick
+    metric = selection_metric(trials)  # the report's rule, written apart from the driver's
+    best_lr = tuning.groupby("hp.lr")[metric].mean().idxmin()
     for size in (64, 128):
         moved = trials[trials["batch_size"] == size]
         assert sorted(moved["seed"]) == [0, 1]
@@ -177,3 +179,19 @@ def test_the_cli_rejects_an_unknown_strategy_in_one_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "unknown search strategy 'bayes'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_transfer_waits_for_an_adaptive_search_then_moves_its_best_point(catalog, tmp_path):
+    pytest.importorskip("optuna")
+    settings = {"name": "tt", "problems": ["logistic"], "optimizers": ["sgd"], "search": "tpe", "trials": 5,
+                "batch_size": 16, "transfer_batch_sizes": [64], "lr_scaling": "linear", "base_batch_size": 16,
+                "steps": 20, "evals": 2, "device": "cpu"}
+    sweep = expand(settings, catalog)
+    assert not sweep.trials and sweep.planned == 5 + 1
+    with Store(tmp_path / "r.sqlite") as store:
+        outcome = run_sweep(sweep, catalog, store, workers=1, progress=False)
+        trials = store.trials("tt")
+    assert outcome.total == 6 and len(trials) == 6
+    tuned = trials[trials["batch_size"] == 16]
+    best_lr = tuned.loc[tuned[selection_metric(trials)].idxmin(), "hp.lr"]
+    assert trials.loc[trials["batch_size"] == 64, "hp.lr"].tolist() == pytest.approx([best_lr * 4])
