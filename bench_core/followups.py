@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from bench_core.errors import UserError
 from bench_core.specs import History, SearchSpace, SearchSpec
 from bench_core.trial import TrialConfig
 
@@ -36,6 +37,28 @@ def trial_score(status: str, final: Mapping[str, Any]) -> float:
     value = final.get("valid_loss", final.get("train_loss", math.inf))
     value = float(value) if value is not None else math.inf
     return value if math.isfinite(value) else math.inf
+
+
+def proposals(spec: SearchSpec, space: SearchSpace, count: int, seed: int, history: History) -> list[dict[str, float]]:
+    """``spec.propose(...)``, checked: a strategy that raises or returns malformed points is named in a UserError."""
+    try:
+        points = spec.propose(space, count, seed, list(history))
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"search strategy {spec.name!r} failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(points, list):
+        raise UserError(f"search strategy {spec.name!r} returned {type(points).__name__}, not a list of points")
+    for point in points:
+        if not isinstance(point, dict) or set(point) != set(space):
+            raise UserError(f"search strategy {spec.name!r} proposed {point!r}: a point needs exactly the keys "
+                            f"{sorted(space)}")
+        for name, value in point.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise UserError(f"search strategy {spec.name!r} proposed {name}={value!r}: not a finite number")
+            if name == "lr" and value <= 0:
+                raise UserError(f"search strategy {spec.name!r} proposed lr={value!r}: not positive")
+    return [{name: float(value) for name, value in point.items()} for point in points]
 
 
 class FollowUp(ABC):
@@ -73,8 +96,8 @@ class AdaptiveSearch(FollowUp):
         history: History = []
         done: list[TrialConfig] = []
         while len(history) < self.count:
-            points = self.spec.propose(self.space, min(ROUND_SIZE, self.count - len(history)), self.seed,
-                                       list(history))
+            points = proposals(self.spec, self.space, min(ROUND_SIZE, self.count - len(history)), self.seed,
+                               history)
             if not points:
                 break  # the strategy has nothing more to propose
             trials = [self.make(point) for point in points]

@@ -24,7 +24,7 @@ import torch
 
 from bench_core.catalog import Catalog
 from bench_core.errors import UserError
-from bench_core.followups import AdaptiveSearch, BatchSizeTransfer, FollowUp, Scores
+from bench_core.followups import AdaptiveSearch, BatchSizeTransfer, FollowUp, Scores, proposals
 from bench_core.runner import ProblemCache
 from bench_core.specs import Budget, Dimension, Problem, ProblemSpec, SearchSpec
 from bench_core.trial import TrialConfig
@@ -227,7 +227,7 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
                                            len(seeds)))
         followups.extend(searches)
     else:
-        points = search.propose(space, count, seed, [])
+        points = proposals(search, space, count, seed, [])
         for point in points:
             for batch_size, schedule in itertools.product(batch_sizes, schedules):
                 configs.extend(make(point, batch_size, schedule))

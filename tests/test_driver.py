@@ -53,3 +53,18 @@ def test_the_outcome_counts_stored_and_new_trials(catalog, tmp_path):
         wider = run_sweep(expand(SETTINGS, catalog), catalog, store, workers=1, progress=False)
         assert (wider.total, wider.skipped, sum(wider.counts.values())) == (4, 1, 3)
         assert wider.summary() == "4 trials: 1 already stored, ran 3 (3 ok, 0 diverged, 0 error)"
+
+
+def test_the_cli_takes_a_seconds_budget_and_stop_at_target(tmp_path):
+    from bench_core.cli import main
+
+    results = tmp_path / "r.sqlite"
+    base = ["run", "--problem", "quadratic", "--optimizer", "adam", "--lr", "0.1", "--results", str(results),
+            "--no-report", "--workers", "1", "--name", "b"]
+    assert main([*base, "--seconds", "1"]) == 0
+    assert main([*base, "--steps", "2000", "--evals", "100", "--stop-at-target"]) == 0
+    with Store(results) as store:
+        trials = store.trials("b").set_index("budget_unit")
+    timed, stopped = trials.loc["seconds"], trials.loc["steps"]
+    assert timed["budget_amount"] == 1 and 1.0 <= timed["train_seconds"] < 1.5
+    assert stopped["steps"] == stopped["steps_to_target"] < 2000

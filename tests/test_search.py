@@ -195,3 +195,45 @@ def test_transfer_waits_for_an_adaptive_search_then_moves_its_best_point(catalog
     tuned = trials[trials["batch_size"] == 16]
     best_lr = tuned.loc[tuned[selection_metric(trials)].idxmin(), "hp.lr"]
     assert trials.loc[trials["batch_size"] == 64, "hp.lr"].tolist() == pytest.approx([best_lr * 4])
+
+
+BROKEN_STRATEGIES = """
+    from bench_core import SearchSpec, hookimpl
+
+    OPTBENCH_CONTRACT = 1
+
+
+    def raises(space, count, seed, history):
+        raise RuntimeError("no luck")
+
+
+    def no_lr(space, count, seed, history):
+        return [{"momentum": 0.9}]
+
+
+    def negative(space, count, seed, history):
+        return [{name: -1.0 for name in space}]
+
+
+    @hookimpl
+    def optbench_search_strategies():
+        return [SearchSpec("raises", raises), SearchSpec("no_lr", no_lr), SearchSpec("negative", negative),
+                SearchSpec("raises_later", raises, adaptive=True)]
+"""
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("raises", "search strategy 'raises' failed: RuntimeError: no luck"),
+    ("no_lr", "search strategy 'no_lr' proposed {'momentum': 0.9}: a point needs exactly the keys"),
+    ("negative", "search strategy 'negative' proposed lr=-1.0: not positive"),
+    ("raises_later", "search strategy 'raises_later' failed"),
+])
+def test_a_broken_strategy_is_named_in_a_one_line_error(write_plugin, tmp_path, capsys, name, message):
+    from bench_core.cli import main
+
+    plugin = write_plugin("broken_search", BROKEN_STRATEGIES)
+    code = main(["run", "--plugins", str(plugin), "--problem", "quadratic", "--optimizer", "momentum",
+                 "--search", name, "--trials", "2", "--steps", "5", "--results", str(tmp_path / "r.sqlite"),
+                 "--no-report", "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("optbench: error: ") and message in err[-1]
