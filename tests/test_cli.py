@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -147,40 +145,6 @@ def test_a_failing_trial_exits_1_after_the_others_finish(tmp_path, write_plugin)
     assert "flaky plugin exploded" in done.stderr
     assert sorted(stored(results)["status"]) == ["error", "error", "ok", "ok"]
     assert (tmp_path / "reports" / "flaky" / "README.md").exists()
-
-
-def test_kill_9_mid_sweep_then_rerun_stores_every_trial_exactly_once(tmp_path):
-    suite = tmp_path / "long.toml"
-    suite.write_text('problems = ["quadratic"]\noptimizers = ["sgd"]\nlr = [0.001, 0.002, 0.003, 0.004]\n'
-                     'batch_size = 8\nseeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\nsteps = 1500\n')
-    results = tmp_path / "r.sqlite"
-    command = [sys.executable, "-m", "bench_core.cli", "run", str(suite), "--results", str(results),
-               "--no-report", "--workers", "1", "--no-progress"]
-    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if results.exists() and len(_count_safely(results)) >= 5:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    before = stored(results)
-    assert 5 <= len(before) < 40, "the sweep must be killed mid-way"
-    with sqlite3.connect(results) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    rerun = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-    after = stored(results)
-    assert len(after) == 40 and after["trial_id"].is_unique
-    kept = after.set_index("trial_id").loc[before["trial_id"], "finished_at"]
-    assert list(kept) == list(before["finished_at"]), "stored trials must not run again"
-
-
-def _count_safely(path: Path) -> list:
-    try:
-        return stored(path)["trial_id"].tolist()
-    except (sqlite3.Error, pd.errors.DatabaseError):
-        return []
 
 
 def test_rerun_runs_stored_trials_again_and_replaces_them(tmp_path):
