@@ -193,8 +193,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench_core.suite import adhoc_settings, read_suite
 
-    if args.scheduler and args.executor != "dask":
-        raise UserError(f"--scheduler {args.scheduler}: only the dask executor takes a scheduler (add --executor dask)")
     _use_data_dir(args)
     catalog = _load(args)
     overrides = _overrides(args)
@@ -235,13 +233,12 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
                   overrides: dict[str, Any]) -> int:
     """Expand, run, store and report a sweep: what ``run`` and ``lr-range`` share."""
     from bench_core.driver import run_sweep
-    from bench_core.executors import default_workers
+    from bench_core.executors import check_executor, default_workers
     from bench_core.runner import ProblemCache
     from bench_core.store import Store
     from bench_core.suite import expand
 
-    if args.scheduler and args.executor != "dask":
-        raise UserError(f"--scheduler {args.scheduler}: only the dask executor takes a scheduler (add --executor dask)")
+    check_executor(args.executor, args.scheduler)
     problems = ProblemCache(catalog)
     sweep = expand(settings, catalog, source, overrides, problems)
     if not sweep.planned:

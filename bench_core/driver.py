@@ -12,7 +12,7 @@ from tqdm import tqdm
 from bench_core.catalog import Catalog
 from bench_core.environment import environment
 from bench_core.executors import make_executor
-from bench_core.followups import Scores, trial_score
+from bench_core.followups import FollowUp, Scores, trial_score
 from bench_core.runner import ProblemCache
 from bench_core.store import DONE_STATUSES, Store
 from bench_core.suite import Sweep
@@ -50,7 +50,6 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
     ids = [config.trial_id for config in sweep.trials]
     store.begin_run(sweep.name, sweep.settings, environment(catalog, sweep.device, workers))
     store.add_to_suite(sweep.name, ids)
-    outcome = SweepOutcome(total=len(ids), skipped=0)
     ran: dict[str, float] = {}  # score of every trial run by this call, errors included
 
     def scores(configs: Sequence[TrialConfig]) -> list[float | None]:
@@ -65,52 +64,54 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                 values.append(None)  # not stored, or an error to retry
         return values
 
-    def followup_trials() -> list[TrialConfig]:
-        todo: dict[str, TrialConfig] = {}
-        for followup in sweep.followups:
-            todo.update((config.trial_id, config) for config in followup.pending(scores))
-        return list(todo.values())
-
-    todo = [c for c, value in zip(sweep.trials, scores(sweep.trials), strict=True) if value is None]
-    outcome.skipped = len(ids) - len(todo)
+    done = set() if rerun else store.done_ids(ids)
+    todo = [config for config in sweep.trials if config.trial_id not in done]
+    outcome = SweepOutcome(total=len(ids), skipped=len(ids) - len(todo))
+    pending, left, named = _next_round(sweep.followups, scores)
+    expected = len(todo) + left
     if not todo:
-        todo = followup_trials()
-    remaining_followups = sum(f.planned for f in sweep.followups)
-    if not todo:
-        return _finished(outcome, sweep, store, scores)
-    if len(todo) + remaining_followups >= LARGE_SWEEP:
-        print(f"optbench: {estimate(todo, store, min(workers, len(todo)), remaining_followups)}", file=sys.stderr)
-    bar = tqdm(total=len(todo) + remaining_followups, unit="trial", desc=sweep.name,
-               disable=None if progress is None else not progress, file=sys.stderr, dynamic_ncols=True)
-    backend = make_executor(min(workers, len(todo) + remaining_followups), catalog, autoload, problems, executor,
-                            scheduler)
-    with bar, backend:
-        while todo:
-            store.add_to_suite(sweep.name, [config.trial_id for config in todo])
-            for group, results in backend.run([config] for config in todo):
-                for config, result in zip(group, results, strict=True):
-                    store.save(config, result)
-                    ran[config.trial_id] = trial_score(result.status, result.final)
-                    outcome.counts[result.status] += 1
-                    if result.status == "error":
-                        outcome.errors.append((config, _last_line(result.error)))
-                    for failure in catalog.notify_trial_finished(config, result):
-                        bar.write(f"optbench: warning: {failure}", file=sys.stderr)
-                    bar.set_postfix(ok=outcome.counts["ok"], diverged=outcome.counts["diverged"],
-                                    error=outcome.counts["error"], refresh=False)
-                    bar.update(1)
-            todo = followup_trials()
-            bar.total = max(bar.n + len(todo), bar.total)
-    return _finished(outcome, sweep, store, scores)
-
-
-def _finished(outcome: SweepOutcome, sweep: Sweep, store: Store, scores: Scores) -> SweepOutcome:
-    """List the follow-ups' trials under the suite (some may have been found stored) and count them in."""
-    named = [config.trial_id for followup in sweep.followups for config in followup.replay(scores)[0]]
-    store.add_to_suite(sweep.name, named)
-    outcome.total = len(sweep.trials) + len(named)
+        todo = pending
+    if todo:
+        if expected >= LARGE_SWEEP:
+            print(f"optbench: {estimate(todo, store, min(workers, expected), expected - len(todo))}",
+                  file=sys.stderr)
+        bar = tqdm(total=expected, unit="trial", desc=sweep.name, disable=None if progress is None else not progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        with bar, make_executor(min(workers, expected), catalog, autoload, problems, executor, scheduler) as backend:
+            while todo:
+                store.add_to_suite(sweep.name, [config.trial_id for config in todo])
+                for group, results in backend.run([config] for config in todo):
+                    for config, result in zip(group, results, strict=True):
+                        store.save(config, result)
+                        ran[config.trial_id] = trial_score(result.status, result.final)
+                        outcome.counts[result.status] += 1
+                        if result.status == "error":
+                            outcome.errors.append((config, _last_line(result.error)))
+                        for failure in catalog.notify_trial_finished(config, result):
+                            bar.write(f"optbench: warning: {failure}", file=sys.stderr)
+                        bar.set_postfix(ok=outcome.counts["ok"], diverged=outcome.counts["diverged"],
+                                        error=outcome.counts["error"], refresh=False)
+                        bar.update(1)
+                todo, left, named = _next_round(sweep.followups, scores)
+                bar.total = bar.n + left
+    store.add_to_suite(sweep.name, named)  # follow-up trials found stored join the suite too
+    outcome.total = len(ids) + len(named)
     outcome.skipped = outcome.total - sum(outcome.counts.values())
     return outcome
+
+
+def _next_round(followups: Sequence[FollowUp], scores: Scores) -> tuple[list[TrialConfig], int, list[str]]:
+    """Replay every follow-up once: the trials to run next, how many trials they still have to run
+    (those included), and the ids of the trials they have named and found scored so far."""
+    todo: dict[str, TrialConfig] = {}
+    left = 0
+    named: list[str] = []
+    for followup in followups:
+        done, pending = followup.replay(scores)
+        todo.update((config.trial_id, config) for config in pending)
+        left += max(len(pending), followup.planned - len(done))
+        named += [config.trial_id for config in done]
+    return list(todo.values()), left, named
 
 
 def estimate(todo: list[TrialConfig], store: Store, workers: int, later: int = 0) -> str:

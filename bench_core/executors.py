@@ -113,6 +113,14 @@ class ProcessPoolExecutorBackend(Executor):
 EXECUTORS = ("auto", "inprocess", "pool", "dask")
 
 
+def check_executor(kind: str, scheduler: str | None) -> None:
+    """A UserError for an unknown executor kind, or a scheduler address given to one that takes none."""
+    if kind not in EXECUTORS:
+        raise UserError(f"--executor {kind!r}: choose one of {', '.join(EXECUTORS)}")
+    if scheduler is not None and kind != "dask":
+        raise UserError(f"--scheduler {scheduler}: only the dask executor takes a scheduler (add --executor dask)")
+
+
 def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
                   problems: ProblemCache | None = None, kind: str = "auto",
                   scheduler: str | None = None) -> Executor:
@@ -121,10 +129,7 @@ def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
     ``scheduler`` is the address of a running Dask scheduler; without it the Dask executor
     starts a local cluster of ``workers`` processes.
     """
-    if kind not in EXECUTORS:
-        raise UserError(f"--executor {kind!r}: choose one of {', '.join(EXECUTORS)}")
-    if scheduler is not None and kind != "dask":
-        raise UserError(f"--scheduler {scheduler}: only the dask executor takes a scheduler (add --executor dask)")
+    check_executor(kind, scheduler)
     if kind == "dask":
         from bench_core.dask_executor import DaskExecutor
 

@@ -104,8 +104,8 @@ class AdaptiveSearch(FollowUp):
             flat = [config for group in trials for config in group]
             values = scores(flat)
             missing = [config for config, value in zip(flat, values, strict=True) if value is None]
-            if missing:
-                return done, missing
+            if missing:  # this round is under way: its stored trials are done, the rest pending
+                return done + [config for config, value in zip(flat, values, strict=True) if value is not None], missing
             position = 0
             for point, group in zip(points, trials, strict=True):
                 group_scores = values[position:position + len(group)]
@@ -129,9 +129,10 @@ class BatchSizeTransfer(FollowUp):
 
     def replay(self, scores: Scores) -> tuple[list[TrialConfig], list[TrialConfig]]:
         tuning = self.source(scores)
-        if not tuning:
-            return [], []  # the tuning trials are still pending elsewhere (or there are none)
-        best = best_setting(tuning, scores(tuning))
+        values = scores(tuning or [])
+        if not tuning or None in values:
+            return [], []  # the tuning trials are still to run (they are pending elsewhere), or there are none
+        best = best_setting(tuning, values)
         if best is None:
             return [], []  # every tuning setting failed: nothing worth transferring
         trials = self.make(best)
@@ -140,13 +141,13 @@ class BatchSizeTransfer(FollowUp):
                 [c for c, v in zip(trials, values, strict=True) if v is None])
 
 
-def best_setting(trials: Sequence[TrialConfig], values: Sequence[float | None]) -> TrialConfig | None:
+def best_setting(trials: Sequence[TrialConfig], values: Sequence[float]) -> TrialConfig | None:
     """A trial of the setting (hyperparameters and schedule) with the lowest mean score over seeds."""
     totals: dict[str, list[float]] = {}
     first: dict[str, TrialConfig] = {}
     for config, value in zip(trials, values, strict=True):
         key = json.dumps([config.hyperparams, config.schedule, config.schedule_options], sort_keys=True)
-        totals.setdefault(key, []).append(math.inf if value is None else value)
+        totals.setdefault(key, []).append(value)
         first.setdefault(key, config)
     means = {key: sum(v) / len(v) for key, v in totals.items()}
     key = min(means, key=lambda k: means[k])  # first of equals: the earliest proposed

@@ -89,12 +89,14 @@ def write_range_report(store: Store, suite: str, out_dir: Path) -> Path:
     folder = Path(out_dir) / suite
     folder.mkdir(parents=True, exist_ok=True)
     trials = store.trials(suite)
-    curves = store.curves(suite)
+    curve_of = {trial_id: curve for trial_id, curve in store.curves(suite).groupby("trial_id")}
+    found = {trial_id: analyse(curve) for trial_id, curve in curve_of.items()}
+    nothing = {"steepest": math.nan, "lowest": math.nan, "blowup": math.nan}  # a trial that stored no curve
     rows = []
     for _, trial in trials.sort_values(["problem", "optimizer", "batch_size", "seed"]).iterrows():
-        found = analyse(curves[curves["trial_id"] == trial["trial_id"]])
+        read = found.get(trial["trial_id"], nothing)
         rows.append([trial["problem"], trial["optimizer"], _batch(trial["batch_size"]), trial["seed"],
-                     *(f"{found[k]:.3g}" for k in ("steepest", "lowest", "blowup"))])
+                     *(f"{read[k]:.3g}" for k in ("steepest", "lowest", "blowup"))])
     parts = [f"# optbench learning-rate range test: {suite}", "",
              "Each run raises the learning rate exponentially, one step at a time, and records the training "
              "loss. **Steepest** is where the loss falls fastest per decade of learning rate: a good value to "
@@ -104,7 +106,7 @@ def write_range_report(store: Store, suite: str, out_dir: Path) -> Path:
              tabulate(rows, ["problem", "optimizer", "batch", "seed", "steepest lr", "lowest-loss lr", "blow-up lr"],
                       tablefmt="github"), ""]
     for problem, rows_of_problem in trials.groupby("problem", sort=True):
-        figure = _plot(problem, rows_of_problem, curves, folder)
+        figure = _plot(problem, rows_of_problem, curve_of, found, folder)
         parts += [f"## {problem}", "", f"![loss against learning rate on {problem}]({figure})", ""]
     parts += [f"Regenerate with `optbench report --suite {suite}`; every number above comes from the stored "
               "results."]
@@ -117,16 +119,17 @@ def _batch(value: Any) -> str:
     return "full" if pd.isna(value) else str(int(value))
 
 
-def _plot(problem: str, trials: pd.DataFrame, curves: pd.DataFrame, folder: Path) -> str:
+def _plot(problem: str, trials: pd.DataFrame, curve_of: dict[str, pd.DataFrame], found: dict[str, dict[str, float]],
+          folder: Path) -> str:
     figure, axes = plt.subplots(figsize=(7, 4.2))
     for (optimizer, batch_size), rows in trials.groupby(["optimizer", "batch_size"], dropna=False, sort=True):
-        for k, trial_id in enumerate(rows["trial_id"]):
-            curve = curves[(curves["trial_id"] == trial_id) & (curves["step"] > 0)]
-            label = f"{optimizer}" + ("" if pd.isna(batch_size) else f" (batch {int(batch_size)})")
+        label = f"{optimizer}" + ("" if pd.isna(batch_size) else f" (batch {int(batch_size)})")
+        for k, trial_id in enumerate(t for t in rows["trial_id"] if t in curve_of):
+            curve = curve_of[trial_id]
+            curve = curve[curve["step"] > 0]
             line, = axes.plot(curve["lr"], curve["train_loss"], lw=1.2, label=label if k == 0 else None)
-            found = analyse(curves[curves["trial_id"] == trial_id])
-            if math.isfinite(found["steepest"]):
-                axes.axvline(found["steepest"], color=line.get_color(), ls=":", lw=0.8)
+            if math.isfinite(found[trial_id]["steepest"]):
+                axes.axvline(found[trial_id]["steepest"], color=line.get_color(), ls=":", lw=0.8)
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("learning rate")

@@ -26,15 +26,12 @@ from bench_core.catalog import Catalog
 from bench_core.errors import UserError
 from bench_core.followups import AdaptiveSearch, BatchSizeTransfer, FollowUp, Scores, proposals
 from bench_core.runner import ProblemCache
-from bench_core.specs import Budget, Dimension, Problem, ProblemSpec, SearchSpec
+from bench_core.specs import BUDGET_UNITS, Budget, Dimension, Problem, ProblemSpec, SearchSpec
 from bench_core.trial import TrialConfig
 
 #: Sweep axes every trial has, besides the optimizer's own hyperparameters.
 AXES = ("lr", "batch_size", "schedule", "seeds", "steps", "epochs", "samples", "seconds", "evals", "random_trials",
         "random_seed", "search", "trials", "lr_scaling", "base_batch_size", "transfer_batch_sizes", "stop_at_target")
-SCALAR_AXES = ("steps", "epochs", "samples", "seconds", "evals", "random_trials", "random_seed", "search", "trials",
-               "lr_scaling", "base_batch_size", "stop_at_target")
-BUDGET_KEYS = ("steps", "epochs", "samples", "seconds")
 LR_SCALING_RULES = ("none", "linear")
 SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",
               "schedule_options")
@@ -205,7 +202,7 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
         raise UserError(f"{where} stop_at_target: expected true or false, got {value!r}")
     stop_at_target = value
     scale = _lr_scaling(pick, pspec.batch_size)
-    search, count, seed = _search(pick, catalog, problem_name, ospec.name)
+    strategy, count, search_seed = _search(pick, catalog, problem_name, ospec.name)
     space = _space(ospec, grids, given={hp for hp in grids if pick(hp, None)[1] is not None})
 
     def make(point: dict[str, float], batch_size: int | None, schedule: str) -> list[TrialConfig]:
@@ -220,14 +217,14 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
     configs: list[TrialConfig] = []
     followups: list[FollowUp] = []
     searches: list[AdaptiveSearch] = []
-    if search.adaptive:
+    if strategy.adaptive:
         for batch_size, schedule in itertools.product(batch_sizes, schedules):
-            searches.append(AdaptiveSearch(search, space, count, seed,
+            searches.append(AdaptiveSearch(strategy, space, count, search_seed,
                                            functools.partial(make, batch_size=batch_size, schedule=schedule),
                                            len(seeds)))
         followups.extend(searches)
     else:
-        points = proposals(search, space, count, seed, [])
+        points = proposals(strategy, space, count, search_seed, [])
         for point in points:
             for batch_size, schedule in itertools.product(batch_sizes, schedules):
                 configs.extend(make(point, batch_size, schedule))
@@ -237,7 +234,7 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
         def source(scores: Scores) -> list[TrialConfig] | None:
             if not searches:
                 return tuned
-            found = [search.complete(scores) for search in searches]
+            found = [adaptive.complete(scores) for adaptive in searches]
             return None if any(f is None for f in found) else [c for f in found for c in f]
 
         def transfer(best: TrialConfig) -> list[TrialConfig]:
@@ -249,20 +246,21 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
 
 
 class _LrScaling:
-    """The learning-rate scaling rule: ``lr * batch_size / base`` under ``linear``, ``lr`` unchanged under ``none``."""
+    """The learning-rate scaling rule: lr times ``batch_size / base`` under ``linear``, unchanged under ``none``."""
 
     def __init__(self, rule: str, base: int | None) -> None:
         self.rule, self.base = rule, base
 
-    def __call__(self, lr: float, batch_size: int | None) -> float:
+    def factor(self, batch_size: int | None) -> float:
         if self.rule == "none" or batch_size is None or self.base is None:
-            return lr
-        return float(f"{lr * batch_size / self.base:.12g}")
+            return 1.0
+        return batch_size / self.base
+
+    def __call__(self, lr: float, batch_size: int | None) -> float:
+        return float(f"{lr * self.factor(batch_size):.12g}")
 
     def unscale(self, lr: float, batch_size: int | None) -> float:
-        if self.rule == "none" or batch_size is None or self.base is None:
-            return lr
-        return float(f"{lr * self.base / batch_size:.12g}")
+        return float(f"{lr / self.factor(batch_size):.12g}")
 
 
 def _lr_scaling(pick, default_base: int | None) -> _LrScaling:
@@ -318,7 +316,7 @@ def _space(ospec: Any, grids: dict[str, list[float]], given: set[str]) -> dict[s
 def _budget(layers, pspec: ProblemSpec, problem_name: str, train_size: int | None) -> Budget:
     budget = pspec.budget
     for where, layer in layers:
-        given = [unit for unit in BUDGET_KEYS if unit in layer]
+        given = [unit for unit in BUDGET_UNITS if unit in layer]
         if len(given) > 1:
             raise UserError(f"{where}: give one budget of steps, epochs, samples or seconds, not "
                             f"{' and '.join(given)}")

@@ -237,3 +237,22 @@ def test_a_broken_strategy_is_named_in_a_one_line_error(write_plugin, tmp_path, 
                  "--no-report", "--workers", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("optbench: error: ") and message in err[-1]
+
+
+def test_a_resumed_search_counts_only_the_trials_it_still_has_to_run(catalog, tmp_path):
+    pytest.importorskip("optuna")
+    from bench_core.driver import _next_round
+
+    settings = {"name": "tpe", "problems": ["logistic"], "optimizers": ["sgd"], "search": "tpe", "trials": 6,
+                "seeds": [0, 1], "steps": 20, "evals": 2, "device": "cpu"}
+    with Store(tmp_path / "r.sqlite") as store:
+        run_sweep(expand(settings, catalog), catalog, store, workers=1, progress=False)
+
+        def stored_scores(configs):
+            finals = store.finals(c.trial_id for c in configs)
+            return [trial_score(*finals[c.trial_id]) if c.trial_id in finals else None for c in configs]
+
+        grown = expand({**settings, "trials": 8}, catalog)
+        pending, left, named = _next_round(grown.followups, stored_scores)
+    # 6 points x 2 seeds are stored: the progress bar expects the 2 new points only, not all 16 trials
+    assert (len(pending), left, len(named)) == (4, 4, 12)
