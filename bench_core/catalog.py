@@ -78,19 +78,6 @@ class Catalog:
         hint = f"; note: {len(self.issues)} plugin(s) failed to load" if self.issues else ""
         raise UserError(f"unknown {kind} {name!r} (known: {known}){hint}")
 
-    def report_sections(self, **kwargs: Any) -> list[str]:
-        """Every plugin's report section (Markdown), with a one-line note in place of one that raised."""
-        sections = []
-        for plugin, answer in _call_each(self.manager, "optbench_report_section", **kwargs):
-            if isinstance(answer, Exception):
-                sections.append(f"> Report section of plugin `{plugin}` failed: {_one_line(answer)}")
-            elif isinstance(answer, str) and answer.strip():
-                sections.append(answer.strip())
-            elif answer is not None:
-                sections.append(f"> Report section of plugin `{plugin}` returned {type(answer).__name__}, "
-                                "expected Markdown text")
-        return sections
-
     def notify_trial_finished(self, config: Any, result: Any) -> list[str]:
         """Call every observer; return one message per observer that raised."""
         answers = _call_each(self.manager, "optbench_trial_finished", config=config, result=result)
@@ -255,18 +242,36 @@ def _collect(catalog: Catalog, hook_name: str, kind: str, spec_class: type) -> N
 
 
 def _call_each(manager: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call every implementation of a hook on its own, so each answer or failure is attributable.
+    """Call every implementation of a catalog hook on its own, in registration order (built-ins answer first).
 
     Returns ``(plugin name, answer)`` pairs, with the exception in place of the answer
     for an implementation that raised.
     """
-    caller = getattr(manager.hook, hook_name)
+    return _answers(manager, hook_name, getattr(manager.hook, hook_name).get_hookimpls(), kwargs)
+
+
+def call_each(manager: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call a hook's implementations through pluggy in pluggy's order, each on its own.
+
+    pluggy calls ``tryfirst`` implementations first, ``trylast`` ones last and, within
+    each group, the last registered first. Calling each implementation through its own
+    subset of the hook keeps that order while making a failure attributable: returns
+    ``(plugin name, answer)`` pairs, with the exception in place of the answer of an
+    implementation that raised.
+    """
+    return _answers(manager, hook_name, reversed(getattr(manager.hook, hook_name).get_hookimpls()), kwargs)
+
+
+def _answers(manager: pluggy.PluginManager, hook_name: str, impls: Iterable[Any],
+             kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+    impls = [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
     trace = bool(os.environ.get(ENV_TRACE))
     answers = []
-    # get_hookimpls() lists implementations in registration order: built-ins answer first.
-    for impl in caller.get_hookimpls():
+    for impl in impls:
+        others = [other.plugin for other in impls if other is not impl]
         try:
-            answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
+            results = manager.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+            answer = results[0] if results else None
         except Exception as exc:
             answer = exc
         if trace:

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--samples", type=int, help="budget in training samples (the same data for every batch size)")
     budget.add_argument("--seconds", type=int, help="budget in seconds of training time (ties results to the machine)")
     run.add_argument("--stop-at-target", action="store_true",
-                     help="end each trial at the first evaluation that meets the problem's target")
+                     help="end each trial as soon as it is seen to meet the problem's target")
     run.add_argument("--search", metavar="NAME", help="search strategy: grid (default), random, tpe, or a plugin's "
                      "(see optbench list); random and tpe need --trials")
     run.add_argument("--trials", type=int, metavar="N", help="trial budget of the search, per optimizer and problem")

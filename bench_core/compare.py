@@ -14,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench_core.report import best_configurations, mean_std, rows_of, selection_metric
+from bench_core.analysis import Entry, leaderboard
+from bench_core.configuration import selection_metric, with_identity
+from bench_core.report import value_cell
 from bench_core.stats import distinguishable
 from bench_core.store import Store
 
@@ -22,25 +24,26 @@ __all__ = ["compare_results", "write_comparison"]
 
 
 def compare_results(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """One row per (problem, optimizer) in both trial frames: each side's selected result and the verdict.
+    """One row per (problem variant, optimizer) in both trial frames: each side's selected result and the verdict.
 
-    ``verdict`` is ``better`` or ``worse`` (B against A, lower selection metric is better)
-    when the difference is beyond seed noise, ``same`` when it is not, and ``unknown``
-    with fewer than two finished seeds on a side.
+    A problem variant (problem, options, budget, evaluations, device) is matched across the
+    two files by its identity, so a change of budget or option is never compared as if it
+    were the same problem. ``verdict`` is ``better`` or ``worse`` (B against A, lower
+    selection metric is better) when the difference is beyond seed noise, ``same`` when it
+    is not, and ``unknown`` with fewer than two finished seeds on a side.
     """
+    a, b = with_identity(a), with_identity(b)
     rows = []
-    for problem in sorted(set(a["problem"]) & set(b["problem"])):
-        side_a, side_b = a[a["problem"] == problem], b[b["problem"] == problem]
+    labels = dict(zip(a["variant_id"], a["variant"], strict=True))
+    for vid in sorted(set(a["variant_id"]) & set(b["variant_id"]), key=lambda v: labels[v]):
+        side_a, side_b = a[a["variant_id"] == vid], b[b["variant_id"] == vid]
         metric = selection_metric(side_a)
-        best_a, best_b = best_configurations(side_a), best_configurations(side_b)
-        for optimizer in sorted(set(best_a["optimizer"]) & set(best_b["optimizer"])):
-            values, steps = {}, {}
-            for label, side, best in (("a", side_a, best_a), ("b", side_b, best_b)):
-                chosen = rows_of(side, best[best["optimizer"] == optimizer].iloc[0])
-                ok = chosen[chosen["status"] == "ok"]
-                values[label] = ok[metric] if metric in ok else pd.Series(dtype=float)
-                reached = ok["steps_to_target"].dropna()
-                steps[label] = reached.median() if len(reached) else math.nan
+        entries_a = {e.optimizer: e for e in leaderboard(side_a)}
+        entries_b = {e.optimizer: e for e in leaderboard(side_b)}
+        for optimizer in sorted(set(entries_a) & set(entries_b)):
+            values = {"a": entries_a[optimizer].selected, "b": entries_b[optimizer].selected}
+            steps = {label: _median_reached(entry) for label, entry in (("a", entries_a[optimizer]),
+                                                                         ("b", entries_b[optimizer]))}
             different = distinguishable(values["a"], values["b"])
             if different is None:
                 verdict = "unknown"
@@ -48,12 +51,17 @@ def compare_results(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                 verdict = "same"
             else:
                 verdict = "better" if values["b"].mean() < values["a"].mean() else "worse"
-            rows.append({"problem": problem, "optimizer": optimizer, "metric": metric.removeprefix("final."),
-                         "a": mean_std(values["a"]), "b": mean_std(values["b"]),
+            rows.append({"problem": labels[vid], "optimizer": optimizer, "metric": metric.removeprefix("final."),
+                         "a": value_cell(values["a"]), "b": value_cell(values["b"]),
                          "a_mean": values["a"].mean(), "b_mean": values["b"].mean(),
                          "steps_a": steps["a"], "steps_b": steps["b"], "verdict": verdict})
     return pd.DataFrame(rows, columns=["problem", "optimizer", "metric", "a", "b", "a_mean", "b_mean", "steps_a",
                                        "steps_b", "verdict"])
+
+
+def _median_reached(entry: Entry) -> float:
+    reached = entry.ok["steps_to_target"].dropna()
+    return float(reached.median()) if len(reached) else math.nan
 
 
 def write_comparison(path_a: Path, path_b: Path, out_dir: Path) -> Path:
@@ -69,7 +77,8 @@ def write_comparison(path_a: Path, path_b: Path, out_dir: Path) -> Path:
         lines += ["The two result sets share no problem and optimizer: nothing to compare.", ""]
     else:
         lines += ["Per problem and optimizer, each side's best configuration (selected on validation, as in a "
-                  "report); values are mean ± std over seeds of the selection metric, lower is better. B is "
+                  "report; a problem's variants, such as another budget or option, are compared only with "
+                  "themselves); values are mean ± std over seeds of the selection metric, lower is better. B is "
                   "flagged *better* or *worse* when Welch's t-test over seeds gives p < 0.05.", ""]
         rows = [[r.problem, r.optimizer, r.metric, r.a, r.b, _steps(r.steps_a), _steps(r.steps_b), marks[r.verdict]]
                 for r in table.itertuples()]

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from bench_core.catalog import Catalog
+from bench_core.configuration import trial_score
 from bench_core.environment import environment
 from bench_core.executors import make_executor
-from bench_core.followups import FollowUp, Scores, trial_score
+from bench_core.followups import FollowUp, Scores
 from bench_core.runner import ProblemCache
 from bench_core.store import DONE_STATUSES, Store
 from bench_core.suite import Sweep

@@ -13,12 +13,11 @@ arrives at the same rounds, finds the finished ones stored and names only the re
 
 from __future__ import annotations
 
-import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
+from bench_core.configuration import best_setting
 from bench_core.errors import UserError
 from bench_core.specs import History, SearchSpace, SearchSpec
 from bench_core.trial import TrialConfig
@@ -28,15 +27,6 @@ Scores = Callable[[Sequence[TrialConfig]], list[float | None]]
 #: Points an adaptive search proposes per round: enough to keep a few workers busy, few
 #: enough that later rounds learn from earlier ones.
 ROUND_SIZE = 4
-
-
-def trial_score(status: str, final: Mapping[str, Any]) -> float:
-    """What searches minimise: the final validation loss, else the final training loss; inf unless ``ok``."""
-    if status != "ok":
-        return math.inf
-    value = final.get("valid_loss", final.get("train_loss", math.inf))
-    value = float(value) if value is not None else math.inf
-    return value if math.isfinite(value) else math.inf
 
 
 def proposals(spec: SearchSpec, space: SearchSpace, count: int, seed: int, history: History) -> list[dict[str, float]]:
@@ -118,8 +108,9 @@ class AdaptiveSearch(FollowUp):
 class BatchSizeTransfer(FollowUp):
     """Re-run the best setting found at the tuning batch size at other batch sizes.
 
-    ``source(scores)`` gives the tuning trials once they all have scores. The best setting
-    (hyperparameters and schedule, by mean score over seeds) is re-run by ``make(best)``,
+    ``source(scores)`` gives the tuning trials once they all have scores. The best
+    configuration (by :func:`bench_core.configuration.best_setting`, the rule reports select
+    with) is re-run by ``make(best)``,
     which applies the learning-rate scaling rule of the suite.
     """
 
@@ -139,16 +130,3 @@ class BatchSizeTransfer(FollowUp):
         values = scores(trials)
         return ([c for c, v in zip(trials, values, strict=True) if v is not None],
                 [c for c, v in zip(trials, values, strict=True) if v is None])
-
-
-def best_setting(trials: Sequence[TrialConfig], values: Sequence[float]) -> TrialConfig | None:
-    """A trial of the setting (hyperparameters and schedule) with the lowest mean score over seeds."""
-    totals: dict[str, list[float]] = {}
-    first: dict[str, TrialConfig] = {}
-    for config, value in zip(trials, values, strict=True):
-        key = json.dumps([config.hyperparams, config.schedule, config.schedule_options], sort_keys=True)
-        totals.setdefault(key, []).append(value)
-        first.setdefault(key, config)
-    means = {key: sum(v) / len(v) for key, v in totals.items()}
-    key = min(means, key=lambda k: means[k])  # first of equals: the earliest proposed
-    return first[key] if math.isfinite(means[key]) else None

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from bench_core.report import ReportContext
     from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec, SearchSpec
     from bench_core.trial import TrialConfig, TrialResult
 
@@ -87,19 +88,33 @@ def optbench_search_strategies() -> list[SearchSpec]:
 
 
 @hookspec
-def optbench_report_section(suite: str, trials: pd.DataFrame, curves: pd.DataFrame, folder: Path) -> str | None:
+def optbench_report_section(suite: str, trials: pd.DataFrame, curves: pd.DataFrame, folder: Path,
+                            report: ReportContext) -> str | None:
     """Add a section to a suite's report (``optbench report`` and the report after ``optbench run``).
 
     :param suite: the suite's name.
     :param trials: one row per stored trial of the suite, as ``Store.trials`` returns it
-        (configuration columns, ``status``, ``final.*`` and ``best.*`` metrics, timings).
+        (configuration columns, ``status``, ``final.*`` and ``best.*`` metrics, timings), plus
+        ``config_id`` (the configuration: everything but the seed), ``variant_id`` and
+        ``variant`` (the problem variant: problem, options, budget, evaluations, device, with a
+        readable label). Average over seeds within a ``config_id``; compare optimizers within
+        a ``variant``.
     :param curves: the learning curves, one row per evaluation, as ``Store.curves`` returns it.
     :param folder: the report's folder; save figures here and link them by file name.
+    :param report: the :class:`bench_core.report.ReportContext` the built-in sections use:
+        ``variants()``, ``style(optimizer)`` (the optimizer's colour, marker and line style in
+        every figure of the report), ``figure()``/``save()`` (matplotlib's object-oriented
+        API), ``metric_range(trials, metric)``, ``build_problem(trials)``, ``range_test``.
     :returns: GitHub-flavoured Markdown starting with a ``## `` heading, or ``None`` to add
         nothing (e.g. when the suite has no data the section is about).
 
-    Sections follow the built-in ones, in plugin registration order. A section that raises
-    is replaced by a one-line note naming the plugin; the rest of the report is written.
+    The built-in sections (:mod:`bench_core.report_sections`) are implementations of this
+    hook too, and every section is called through pluggy in its order: ``tryfirst`` sections
+    first (a plugin's before the built-in ones), then the built-in sections, then plugin
+    sections without a marker (the last registered first), then ``trylast`` ones, the
+    built-in environment section last of all. A section that raises is replaced by a
+    one-line note naming it and the error; the rest of the report is written. Range-test
+    reports call every section too (``report.range_test`` is then true).
     """
 
 

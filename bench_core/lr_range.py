@@ -15,18 +15,14 @@ mini-batch loss, each point here is the loss on the whole training set.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench_core.store import Store
+if TYPE_CHECKING:
+    from bench_core.report import ReportContext
 
 SCHEDULE = "lr_range"
 #: The loss counts as blown up past this multiple of its lowest value (Smith's stopping rule).
@@ -84,52 +80,53 @@ def is_range_test(trials: pd.DataFrame) -> bool:
     return len(trials) > 0 and bool((trials["schedule"] == SCHEDULE).all())
 
 
-def write_range_report(store: Store, suite: str, out_dir: Path) -> Path:
-    """``out_dir/<suite>/README.md``: the suggested learning rates and the loss-vs-lr curves."""
-    folder = Path(out_dir) / suite
-    folder.mkdir(parents=True, exist_ok=True)
-    trials = store.trials(suite)
-    curve_of = {trial_id: curve for trial_id, curve in store.curves(suite).groupby("trial_id")}
+def range_test_sections(report: ReportContext) -> list[str]:
+    """The range test's table of suggested learning rates and a loss-vs-lr figure per problem (Markdown lines)."""
+    trials, curves = report.trials, report.curves
+    curve_of = {trial_id: curve for trial_id, curve in curves.groupby("trial_id")} if len(curves) else {}
     found = {trial_id: analyse(curve) for trial_id, curve in curve_of.items()}
     nothing = {"steepest": math.nan, "lowest": math.nan, "blowup": math.nan}  # a trial that stored no curve
     rows = []
     for _, trial in trials.sort_values(["problem", "optimizer", "batch_size", "seed"]).iterrows():
         read = found.get(trial["trial_id"], nothing)
-        rows.append([trial["problem"], trial["optimizer"], _batch(trial["batch_size"]), trial["seed"],
+        status = trial["status"] if trial["status"] != "error" else "⚠ error"
+        rows.append([trial["problem"], trial["optimizer"], _batch(trial["batch_size"]), trial["seed"], status,
                      *(f"{read[k]:.3g}" for k in ("steepest", "lowest", "blowup"))])
-    parts = [f"# optbench learning-rate range test: {suite}", "",
-             "Each run raises the learning rate exponentially, one step at a time, and records the training "
+    parts = ["Each run raises the learning rate exponentially, one step at a time, and records the training "
              "loss. **Steepest** is where the loss falls fastest per decade of learning rate: a good value to "
              f"start from, or the centre of a sweep. **Lowest** is where the loss bottoms out, and **blow-up** "
              f"where it climbs past {BLOWUP_FACTOR:g}x its lowest value: learning rates beyond it diverge. "
-             "(Smith, 2017, \"Cyclical Learning Rates for Training Neural Networks\".)", "",
-             tabulate(rows, ["problem", "optimizer", "batch", "seed", "steepest lr", "lowest-loss lr", "blow-up lr"],
-                      tablefmt="github"), ""]
+             "(Smith, 2017, \"Cyclical Learning Rates for Training Neural Networks\".) A run that blows up is "
+             "stored as diverged: that is how a range test ends, and its curve up to there is read as usual.", "",
+             tabulate(rows, ["problem", "optimizer", "batch", "seed", "status", "steepest lr", "lowest-loss lr",
+                             "blow-up lr"], tablefmt="github"), ""]
     for problem, rows_of_problem in trials.groupby("problem", sort=True):
-        figure = _plot(problem, rows_of_problem, curve_of, found, folder)
+        figure = _plot(report, problem, rows_of_problem, curve_of, found)
         parts += [f"## {problem}", "", f"![loss against learning rate on {problem}]({figure})", ""]
-    parts += [f"Regenerate with `optbench report --suite {suite}`; every number above comes from the stored "
-              "results."]
-    path = folder / "README.md"
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    return path
+    return parts
 
 
 def _batch(value: Any) -> str:
     return "full" if pd.isna(value) else str(int(value))
 
 
-def _plot(problem: str, trials: pd.DataFrame, curve_of: dict[str, pd.DataFrame], found: dict[str, dict[str, float]],
-          folder: Path) -> str:
-    figure, axes = plt.subplots(figsize=(7, 4.2))
+def _plot(report: ReportContext, problem: str, trials: pd.DataFrame, curve_of: dict[str, pd.DataFrame],
+          found: dict[str, dict[str, float]]) -> str:
+    figure = report.figure()
+    axes = figure.subplots()
+    sizes = sorted(trials["batch_size"].dropna().unique())
+    line_styles = dict(zip(sizes, ["-", "--", ":", "-."] * (len(sizes) // 4 + 1), strict=False))
     for (optimizer, batch_size), rows in trials.groupby(["optimizer", "batch_size"], dropna=False, sort=True):
         label = f"{optimizer}" + ("" if pd.isna(batch_size) else f" (batch {int(batch_size)})")
+        style = report.style(optimizer)
         for k, trial_id in enumerate(t for t in rows["trial_id"] if t in curve_of):
             curve = curve_of[trial_id]
             curve = curve[curve["step"] > 0]
-            line, = axes.plot(curve["lr"], curve["train_loss"], lw=1.2, label=label if k == 0 else None)
+            axes.plot(curve["lr"], curve["train_loss"], label=label if k == 0 else None,
+                      **style.line(lw=1.2, linestyle=line_styles.get(batch_size, "-"),
+                                   markevery=max(1, len(curve) // 8), markersize=4))
             if math.isfinite(found[trial_id]["steepest"]):
-                axes.axvline(found[trial_id]["steepest"], color=line.get_color(), ls=":", lw=0.8)
+                axes.axvline(found[trial_id]["steepest"], color=style.color, ls=":", lw=0.8)
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("learning rate")
@@ -137,7 +134,4 @@ def _plot(problem: str, trials: pd.DataFrame, curve_of: dict[str, pd.DataFrame],
     axes.set_title(f"{problem}: range test (dotted: steepest descent)")
     axes.legend(fontsize=8)
     figure.tight_layout()
-    name = f"lr_range_{problem}.png"
-    figure.savefig(folder / name, dpi=110)
-    plt.close(figure)
-    return name
+    return report.save(figure, f"lr_range_{problem}.png")

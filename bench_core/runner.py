@@ -3,8 +3,26 @@
 A trial is reproducible from its configuration alone: torch's global RNG is seeded with
 the trial seed right before the model is built, and every random draw of training (data
 order, gradient noise) goes through one generator seeded with the same seed on the
-trial's device. Data stays on the device; the host only reads the loss every few steps
-to catch divergence early, and synchronises the device before it reads the clock.
+trial's device. Data stays on the device; the host only reads the loss every
+:data:`DIVERGENCE_CHECK_EVERY` steps (and at evaluations) to catch divergence early, and
+synchronises the device before it reads the clock.
+
+Steps to target. The problem's target is checked at every evaluation. Where it can be
+checked for free at every step, it is: on a deterministic problem (``stochastic`` is
+``False``) whose target metric is ``train_loss``, the loss of a batch *is* the training
+objective, so the runner keeps each step's loss on the device and reads the pending ones
+all at once when it reads the loss anyway (one synchronisation per read, none extra). The
+loss computed in the iteration that starts with ``k`` updates done is ``f(x_k)``: meeting
+the target there counts as "at step k"; ``seconds_to_target`` is then the training time up
+to the read that saw it (an upper bound, by at most DIVERGENCE_CHECK_EVERY steps). Elsewhere
+the target is seen at evaluations only. ``TrialResult.target_every`` records the resolution
+(1, or the widest gap between evaluation points). The earliest detection wins. With
+``stop_at_target`` the trial evaluates where it sees the target met and stops there.
+
+Divergence. Two rules make a trial ``diverged``, each with a one-line ``reason``: the
+early stop (a loss read is NaN/inf or above :data:`DIVERGENCE_FACTOR` x max(1, |initial
+loss|): the trial stops there), and the end-of-training rule (a trial that ran to its end
+with a final training loss above :data:`ENDED_ABOVE_FACTOR` x its initial loss).
 
 Under a budget in seconds the clock is read after every step (a synchronisation per step
 on a GPU: the price of stopping on time), evaluations fall every ``budget / evals``
@@ -18,6 +36,7 @@ import math
 import time
 import traceback
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -26,10 +45,19 @@ from bench_core.catalog import Catalog
 from bench_core.specs import Problem
 from bench_core.trial import TrialConfig, TrialResult
 
-#: The host reads the training loss every this many steps (and at every evaluation).
+#: The host reads the training loss every this many steps (and at every evaluation); one
+#: synchronisation per read. On a deterministic problem with a ``train_loss`` target the read
+#: also takes every step's loss since the last read, for the per-step target check.
 DIVERGENCE_CHECK_EVERY = 10
-#: A loss above this many times max(1, |initial loss|) counts as blown up.
+#: Early stop: a training loss read (every DIVERGENCE_CHECK_EVERY steps and at every evaluation)
+#: that is NaN or infinite, or above this many times max(1, |initial training loss|), ends the
+#: trial at once as ``diverged``.
 DIVERGENCE_FACTOR = 1e4
+#: End of training: a trial whose final training loss is above this many times its initial
+#: training loss is ``diverged`` even though it never tripped the early stop (for an initial loss
+#: <= 0: above initial + ENDED_ABOVE_FACTOR x max(1, |initial loss|)). Optimizers that blow up
+#: slowly (gradient descent just past lr = 2/L) end here.
+ENDED_ABOVE_FACTOR = 10
 #: Under a budget in seconds, schedules see the elapsed fraction of the budget as a step of this many.
 SECONDS_SCHEDULE_STEPS = 10_000
 
@@ -95,6 +123,31 @@ def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache) -> list[T
     return [run_trial(config, problems) for config in configs]
 
 
+def target_resolution(config: TrialConfig, problem: Problem, steps: int | None) -> int | None:
+    """Steps between two checks of the target: 1 where it is checked every step (see :func:`checks_every_step`).
+
+    Otherwise the widest gap between consecutive evaluation points; ``None`` under a budget in
+    seconds (evaluations fall by the clock, not by step) and for a problem without a target.
+    """
+    if problem.target is None:
+        return None
+    if checks_every_step(problem):
+        return 1
+    if steps is None:
+        return None
+    points = evaluation_steps(steps, config.evals)
+    return max(b - a for a, b in pairwise(points))
+
+
+def checks_every_step(problem: Problem) -> bool:
+    """Whether the target is checked at every step: a deterministic problem whose target metric is ``train_loss``.
+
+    There the loss of any batch is the training objective itself, so the loss the runner
+    computes anyway is the target metric at the step's starting point.
+    """
+    return problem.target is not None and problem.target.metric == "train_loss" and not problem.stochastic
+
+
 def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     catalog = problems.catalog
     optimizer_spec = catalog.get("optimizer", config.optimizer)
@@ -107,6 +160,7 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     eval_every = seconds / config.evals if seconds is not None else math.inf
     schedule_options = dict(schedule_spec.options) | config.schedule_options
     samples_per_step = config.batch_size or 1
+    per_step = checks_every_step(problem)
 
     torch.manual_seed(config.seed)
     model = problem.init_model().to(device)
@@ -116,9 +170,15 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     batches = problem.batches(config.batch_size or 1, generator)
 
-    result = TrialResult(config.trial_id, "ok", device=str(device))
+    result = TrialResult(config.trial_id, "ok", device=str(device),
+                         target_every=target_resolution(config, problem, steps))
     train_seconds = 0.0
     lr_now = base_lrs[0]
+
+    def reached(step: int, seconds_so_far: float) -> None:
+        result.steps_to_target = step
+        result.samples_to_target = step * samples_per_step
+        result.seconds_to_target = seconds_so_far
 
     def evaluate(step: int) -> dict[str, float]:
         metrics = _checked_metrics(config.problem, problem.evaluate(model))
@@ -126,10 +186,12 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         result.curve.append(point | metrics)
         _update_best(result.best, metrics, problem.maximize)
         if result.steps_to_target is None and _target_met(problem, metrics):
-            result.steps_to_target = step
-            result.samples_to_target = step * samples_per_step
-            result.seconds_to_target = train_seconds
+            reached(step, train_seconds)
         return metrics
+
+    def diverge(why: str | None) -> None:
+        if why is not None and result.status != "diverged":
+            result.status, result.reason = "diverged", why
 
     with torch.no_grad():
         initial = evaluate(0)
@@ -137,6 +199,7 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     step = 0
     elapsed = 0.0  # training seconds so far; read every step only under a seconds budget
     next_eval = eval_every
+    pending: list[torch.Tensor] = []  # per_step only: f(x_k) for the steps k since the last read, on the device
     tick = _now(device)
     while True:
         if seconds is None:
@@ -149,6 +212,8 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         lr_now = base_lrs[0] * factor
         optimizer.zero_grad(set_to_none=True)
         loss = problem.loss(model, next(batches))
+        if per_step:
+            pending.append(loss.detach())  # computed with `step` updates done: f(x_step)
         loss.backward()
         optimizer.step()
         step += 1
@@ -162,16 +227,26 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
             if evaluating:
                 next_eval = (math.floor(elapsed / eval_every) + 1) * eval_every
         if evaluating or step % DIVERGENCE_CHECK_EVERY == 0:
-            value = loss.item()  # synchronises the device
-            if not math.isfinite(value) or value > blowup:
-                result.status = "diverged"
+            if per_step:
+                values = torch.stack(pending).tolist()  # one read (synchronises the device) for all of them
+                first = step - len(pending)
+                pending.clear()
+                if result.steps_to_target is None:
+                    hit = next((first + i for i, v in enumerate(values) if _value_meets(problem, v)), None)
+                    if hit is not None:  # seconds: training time up to this read
+                        reached(hit, train_seconds + time.perf_counter() - tick)
+                        evaluating = evaluating or config.stop_at_target
+                value = values[-1]
+            else:
+                value = loss.item()  # synchronises the device
+            diverge(_blown_up(value, blowup, step))
+            if result.status == "diverged":
                 evaluating = True
         if evaluating:
             train_seconds += _now(device) - tick
             with torch.no_grad():
                 metrics = evaluate(step)
-            if not math.isfinite(metrics["train_loss"]) or metrics["train_loss"] > blowup:
-                result.status = "diverged"
+            diverge(_blown_up(metrics["train_loss"], blowup, step))
             if result.status == "diverged" or (config.stop_at_target and result.steps_to_target is not None):
                 break
             tick = _now(device)
@@ -181,9 +256,41 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     result.steps = step
     result.samples = step * samples_per_step
     result.final = {k: v for k, v in result.curve[-1].items() if k not in ("step", "samples", "seconds", "lr")}
+    diverge(_ended_above(initial["train_loss"], result.final["train_loss"]))
     result.train_seconds = train_seconds
     result.samples_per_second = result.samples / train_seconds if train_seconds > 0 else None
+    result.metric_ranges = _recorded_ranges(problem, result.final)
     return result
+
+
+def _blown_up(value: float, blowup: float, step: int) -> str | None:
+    """The early-stop rule: why a loss read after ``step`` steps counts as blown up, or ``None``."""
+    if not math.isfinite(value):
+        return f"non-finite loss ({value}) at step {step}"
+    if value > blowup:
+        return f"loss {value:.3g} above {DIVERGENCE_FACTOR:g} x max(1, |initial loss|) at step {step}"
+    return None
+
+
+def _ended_above(initial: float, final: float) -> str | None:
+    """The end-of-training rule: why a final training loss counts as diverged, or ``None``."""
+    if initial > 0:
+        if final > ENDED_ABOVE_FACTOR * initial:
+            return f"final loss {final / initial:.4g}x its initial loss"
+    elif final > initial + ENDED_ABOVE_FACTOR * max(1.0, abs(initial)):
+        return (f"final loss {final:.4g} above initial loss {initial:.4g} + "
+                f"{ENDED_ABOVE_FACTOR:g} x max(1, |initial loss|)")
+    return None
+
+
+def _recorded_ranges(problem: Problem, final: Mapping[str, float]) -> dict[str, list[float]]:
+    """The known range ``[low, high]`` of every final metric that has one (not (-inf, inf))."""
+    ranges = {}
+    for name in final:
+        low, high = (float(bound) for bound in problem.metric_range(name))
+        if (low, high) != (-math.inf, math.inf):
+            ranges[name] = [low, high]
+    return ranges
 
 
 def _now(device: torch.device) -> float:
@@ -210,5 +317,12 @@ def _target_met(problem: Problem, metrics: Mapping[str, float]) -> bool:
     target = problem.target
     if target is None or target.metric not in metrics:
         return False
-    value = metrics[target.metric]
+    return _value_meets(problem, metrics[target.metric])
+
+
+def _value_meets(problem: Problem, value: float) -> bool:
+    """Whether ``value`` of the target metric meets the target (NaN never does)."""
+    target = problem.target
+    if target is None:
+        return False
     return value >= target.value if target.metric in problem.maximize else value <= target.value

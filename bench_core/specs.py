@@ -244,6 +244,21 @@ class Budget:
             raise ValueError(f"budget of {self.amount!r} {self.unit} is not a positive integer")
 
 
+def default_metric_range(name: str) -> tuple[float, float]:
+    """The range a metric's values lie in, judged by its name alone.
+
+    Names ending in ``accuracy``: ``(0, 1)``; ending in ``loss`` or ``suboptimality``, or
+    starting with ``distance``: ``(0, inf)``; any other name: ``(-inf, inf)``. A problem
+    whose metric breaks the rule (a loss that can be negative) declares its range in
+    :attr:`Problem.metric_ranges`.
+    """
+    if name.endswith("accuracy"):
+        return (0.0, 1.0)
+    if name.endswith(("loss", "suboptimality")) or name.startswith("distance"):
+        return (0.0, math.inf)
+    return (-math.inf, math.inf)
+
+
 class Problem(ABC):
     """One built test problem: data on a device, a model factory, a loss and metrics.
 
@@ -263,6 +278,10 @@ class Problem(ABC):
     target: Target | None = None
     #: Metric names where higher is better (accuracies); all others are minimized.
     maximize: frozenset[str] = frozenset()
+    #: Known range ``(low, high)`` of a metric, where it differs from the default by name
+    #: (:func:`default_metric_range`): e.g. ``{"train_loss": (f_star, math.inf)}`` for a loss
+    #: with a known, possibly negative, minimum. Reports clip confidence intervals to it.
+    metric_ranges: Mapping[str, tuple[float, float]] = MappingProxyType({})
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
@@ -286,6 +305,27 @@ class Problem(ABC):
         Name metrics ``<split>_<metric>`` with split ``train``, ``valid`` or ``test``:
         reports select configurations on ``valid_*`` and report ``test_*``.
         """
+
+    def metric_range(self, name: str) -> tuple[float, float]:
+        """The range ``(low, high)`` of metric ``name``: as declared in :attr:`metric_ranges`, else by its name."""
+        if name in self.metric_ranges:
+            low, high = self.metric_ranges[name]
+            return (float(low), float(high))
+        return default_metric_range(name)
+
+    def surface(self, points: torch.Tensor) -> torch.Tensor | None:
+        """The objective at a stack of 2-D points, for the contours of the report's trajectory plots.
+
+        Optional capability of problems over two parameters whose ``evaluate`` reports the
+        point as ``point_x`` and ``point_y``: ``points`` has shape ``(..., 2)`` (float64, on
+        the CPU) and the answer shape ``(...)``. The default, ``None``, draws the paths
+        without contours.
+        """
+        return None
+
+    def known_minimisers(self) -> torch.Tensor | None:
+        """Known global minimisers, shape ``(k, 2)``, starred in trajectory plots; ``None`` if unknown."""
+        return None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The statistics behind reports: seed intervals, seed-noise tests, costs and performance profiles.
+"""The statistics behind reports: seed intervals, seed-noise tests and performance profiles.
 
 Pure functions of pandas objects, kept apart from the Markdown and the figures so that
 each number a report prints can be tested against a hand computation.
@@ -13,50 +13,58 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["distinguishable", "mean_interval", "performance_profile", "profile_summary", "tuned_cost"]
+__all__ = ["IDENTICAL_TOLERANCE", "distinguishable", "identical", "mean_interval", "performance_profile",
+           "profile_summary"]
+
+#: Values whose spread is at most this fraction of their magnitude count as identical: seeds of a
+#: deterministic problem agree up to floating-point rounding (a spread of 1e-16 is not seed noise).
+IDENTICAL_TOLERANCE = 1e-9
 
 
-def mean_interval(values: pd.Series, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and the two ends of its Student-t confidence interval over seeds (NaNs dropped).
+def identical(values: Sequence[float] | pd.Series) -> bool:
+    """Whether all (non-NaN) values agree up to rounding; ``False`` for fewer than two values."""
+    values = pd.Series(values, dtype=float).dropna()
+    if len(values) < 2:
+        return False
+    scale = float(values.abs().max())
+    return float(values.max() - values.min()) <= IDENTICAL_TOLERANCE * scale
 
-    With one value the interval is that value; with none, all three are NaN.
+
+def mean_interval(values: Sequence[float] | pd.Series, confidence: float = 0.95,
+                  bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
+    """Mean and the two ends of its confidence interval over seeds (NaNs dropped).
+
+    The interval is Student's t over seeds, intersected with ``bounds``, the range the
+    metric can take (an accuracy lies in [0, 1], a cross-entropy is non-negative). The
+    intersection keeps the interval's coverage: the true mean lies inside the range, so
+    whenever the t-interval covers it, the intersection does too. With one value, or
+    values identical up to rounding, the interval is the mean itself; with none, all three
+    are NaN.
     """
     values = pd.Series(values, dtype=float).dropna()
     if values.empty:
         return math.nan, math.nan, math.nan
     mean = float(values.mean())
-    if len(values) == 1:
+    if len(values) == 1 or identical(values):
         return mean, mean, mean
     half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    low, high = bounds
+    return mean, max(mean - half, low), min(mean + half, high)
 
 
-def distinguishable(a: pd.Series, b: pd.Series, alpha: float = 0.05) -> bool | None:
+def distinguishable(a: Sequence[float] | pd.Series, b: Sequence[float] | pd.Series, alpha: float = 0.05) -> bool | None:
     """Whether two sets of per-seed values differ beyond seed noise (Welch's t-test at ``alpha``).
 
     ``None`` when either side has fewer than two values: seed noise cannot be judged.
-    Two constant, equal sides are not distinguishable; two constant, different ones are.
+    Two sides each identical across seeds (up to rounding) are distinguishable exactly
+    when their values differ.
     """
     a, b = pd.Series(a, dtype=float).dropna(), pd.Series(b, dtype=float).dropna()
     if len(a) < 2 or len(b) < 2:
         return None
-    if a.std(ddof=1) == 0 and b.std(ddof=1) == 0:
-        return bool(a.iloc[0] != b.iloc[0])
+    if identical(a) and identical(b):
+        return not identical([a.mean(), b.mean()])
     return bool(stats.ttest_ind(a, b, equal_var=False).pvalue < alpha)
-
-
-def tuned_cost(trials: pd.DataFrame, cost: str = "steps_to_target",
-               config_columns: Sequence[str] = ()) -> pd.DataFrame:
-    """The cost of each (problem, optimizer) at its best configuration: problems x optimizers.
-
-    For every configuration, the median over seeds of ``cost``, where a seed that failed
-    (did not reach the target, diverged, errored) counts as infinite; then the minimum over
-    configurations. ``inf`` means no configuration reached the target on most seeds.
-    """
-    values = trials[cost].where(trials["status"] == "ok").fillna(math.inf)
-    keys = ["problem", "optimizer", *config_columns]
-    medians = trials.assign(_cost=values).groupby(keys, dropna=False)["_cost"].median()
-    return medians.groupby(level=["problem", "optimizer"]).min().unstack("optimizer")
 
 
 def performance_profile(costs: pd.DataFrame, taus: Sequence[float]) -> pd.DataFrame:

@@ -6,7 +6,9 @@ Three tables:
     One row per trial, keyed by ``trial_id`` (the hash of its configuration). It holds
     the canonical config JSON, denormalised config columns for SQL queries (problem,
     optimizer, lr, batch_size, schedule, seed, device, budget) and the whole result:
-    scalars as columns, ``final``/``best`` metrics and the learning ``curve`` as JSON.
+    scalars as columns (``target_every``, the resolution of ``steps_to_target``, and
+    ``reason``, why a trial diverged, among them), ``final``/``best`` metrics, the learning
+    ``curve`` and ``metric_ranges`` (the known ``[low, high]`` of final metrics) as JSON.
 ``runs``
     One row per ``optbench run``: the suite, its settings and the environment.
 ``suite_trials``
@@ -23,6 +25,12 @@ may open the file at the same time.
 Metrics may be NaN or infinite (a diverged trial): JSON as Python writes it allows both,
 and they come back as float ``nan``/``inf``. A NaN in a scalar result column is stored as
 SQL NULL, which reads back as NaN too.
+
+Schema versions (``PRAGMA user_version``). Version 1 had no ``target_every``, ``reason``
+or ``metric_ranges`` columns; version 2 added them. Opening a version-1 file migrates it
+in place, in one transaction, keeping every row: its trials read back with
+``target_every`` NaN (unknown), ``reason`` None and ``metric_ranges`` ``{}``. A file of a
+newer version than this optbench knows is refused untouched.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from bench_core.errors import UserError
 from bench_core.trial import TrialConfig, TrialResult
 
 #: Bump on any change to the tables below, and teach :meth:`Store._open_schema` to migrate.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``PRAGMA application_id`` ("OPTB"): tells our files from other SQLite databases.
 APPLICATION_ID = 0x4F505442
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -78,7 +86,10 @@ CREATE TABLE trials (
     final TEXT NOT NULL,
     best TEXT NOT NULL,
     curve TEXT NOT NULL,
-    finished_at TEXT NOT NULL
+    finished_at TEXT NOT NULL,
+    target_every INTEGER,
+    reason TEXT,
+    metric_ranges TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE runs (
     run_id INTEGER PRIMARY KEY,
@@ -94,12 +105,23 @@ CREATE TABLE suite_trials (
 ) WITHOUT ROWID;
 """
 
+#: How to bring a file of an older schema version up to date: version -> statements to
+#: the next version, run in one transaction by :meth:`Store._open_schema`.
+MIGRATIONS = {
+    1: ("ALTER TABLE trials ADD COLUMN target_every INTEGER",
+        "ALTER TABLE trials ADD COLUMN reason TEXT",
+        "ALTER TABLE trials ADD COLUMN metric_ranges TEXT NOT NULL DEFAULT '{}'"),
+}
+
 #: Result columns of ``trials()`` in order, as stored (``ran_on``: the device the trial really used).
-RESULT_COLUMNS = ("status", "steps", "samples", "steps_to_target", "samples_to_target", "seconds_to_target",
-                  "train_seconds", "wall_seconds", "samples_per_second")
+RESULT_COLUMNS = ("status", "reason", "steps", "samples", "steps_to_target", "samples_to_target",
+                  "seconds_to_target", "target_every", "train_seconds", "wall_seconds", "samples_per_second")
+#: Result columns read back as float (NaN where missing).
+FLOAT_COLUMNS = ("steps_to_target", "samples_to_target", "seconds_to_target", "target_every", "train_seconds",
+                 "wall_seconds", "samples_per_second")
 TAIL_COLUMNS = ("error", "ran_on", "finished_at", "config")
 #: Integer columns that may be missing: float with NaN in frames (pandas' usual missing value).
-NULLABLE_INTEGERS = ("batch_size", "steps_to_target", "samples_to_target")
+NULLABLE_INTEGERS = ("batch_size", "steps_to_target", "samples_to_target", "target_every")
 CURVE_COLUMNS = ("step", "samples", "seconds", "lr")
 
 
@@ -130,9 +152,10 @@ class Store:
             raise
 
     def _open_schema(self) -> None:
-        """Check that the file is ours and current, then switch to WAL and create the tables if new.
+        """Check that the file is ours and readable, then switch to WAL and create the tables if new.
 
-        Every check comes before the first write, so a refused file is never modified.
+        Every check comes before the first write, so a refused file is never modified. A file
+        of an older schema version is migrated (:meth:`_migrate`).
         """
         version = self._pragma("user_version")
         if version == 0:
@@ -144,7 +167,7 @@ class Store:
         elif version > SCHEMA_VERSION:
             raise UserError(f"results file {self.path} has schema version {version}, written by a newer optbench "
                             f"(this one reads version {SCHEMA_VERSION}); upgrade optbench")
-        elif version != SCHEMA_VERSION:
+        elif version != SCHEMA_VERSION and version not in MIGRATIONS:
             raise UserError(f"results file {self.path} has unknown schema version {version} "
                             f"(this optbench reads version {SCHEMA_VERSION})")
         self._conn.execute("PRAGMA journal_mode = WAL")
@@ -158,6 +181,18 @@ class Store:
                             self._conn.execute(statement)
                     self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version < SCHEMA_VERSION:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older file up to :data:`SCHEMA_VERSION` in place, in one transaction (all or nothing)."""
+        with self._transaction():
+            version = self._pragma("user_version")  # another process may have migrated it meanwhile
+            if version < SCHEMA_VERSION:
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[step]:
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -246,6 +281,9 @@ class Store:
             "best": _dumps(result.best),
             "curve": _dumps(result.curve),
             "finished_at": _now(),
+            "target_every": _integer(result.target_every),
+            "reason": result.reason,
+            "metric_ranges": _dumps(result.metric_ranges),
         }
         names = ", ".join(row)
         marks = ", ".join(f":{name}" for name in row)
@@ -294,13 +332,19 @@ class Store:
         Columns: ``trial_id, problem, optimizer``, one ``hp.<name>`` per hyperparameter,
         ``batch_size, schedule``, ``sched.<name>`` and ``opt.<name>`` for schedule and
         problem options, ``seed, device, evals, budget_unit, budget_amount``, the result
-        scalars, ``final.<metric>`` and ``best.<metric>``, then ``error, ran_on,
-        finished_at`` (UTC) and ``config`` (the canonical JSON, for
-        :meth:`TrialConfig.from_json`). Values a trial lacks (a hyperparameter of another
-        optimizer, a metric of another problem, a batch size on a deterministic problem)
-        are NaN. Non-scalar option values are JSON text so that columns stay groupable.
+        scalars (``status, reason, steps, samples, steps_to_target, samples_to_target,
+        seconds_to_target, target_every, train_seconds, wall_seconds, samples_per_second``),
+        ``final.<metric>`` and ``best.<metric>``, ``metric_ranges`` (a dict per row: metric
+        -> ``[low, high]``, ``{}`` for trials stored before it was recorded), then ``error,
+        ran_on, finished_at`` (UTC) and ``config`` (the canonical JSON, for
+        :meth:`TrialConfig.from_json`). ``target_every`` is NaN where unknown, ``reason``
+        None unless the trial diverged (and for trials stored before it was recorded).
+        Values a trial lacks (a hyperparameter of another optimizer, a metric of another
+        problem, a batch size on a deterministic problem) are NaN. Non-scalar option values
+        are JSON text so that columns stay groupable.
         """
-        columns = ", ".join(f"t.{name}" for name in ("trial_id", *RESULT_COLUMNS, "final", "best", *TAIL_COLUMNS))
+        columns = ", ".join(f"t.{name}" for name in ("trial_id", *RESULT_COLUMNS, "final", "best", "metric_ranges",
+                                                     *TAIL_COLUMNS))
         base = self._read(f"SELECT {columns} FROM trials t {_suite_filter(suite)} "
                           "ORDER BY t.finished_at, t.trial_id", suite)
         configs = [json.loads(text) for text in base["config"]]
@@ -319,7 +363,7 @@ class Store:
             "budget_unit": [c["budget"]["unit"] for c in configs],
             "budget_amount": pd.Series([c["budget"]["amount"] for c in configs], index=base.index, dtype="int64"),
         }, index=base.index)
-        result = base[list(RESULT_COLUMNS)].astype({name: float for name in RESULT_COLUMNS[3:]})
+        result = base[list(RESULT_COLUMNS)].astype({name: float for name in FLOAT_COLUMNS})
         result = result.astype({"steps": "int64", "samples": "int64"})
         tail = base[list(TAIL_COLUMNS)].copy()
         tail["finished_at"] = pd.to_datetime(tail["finished_at"], utc=True, format="ISO8601")
@@ -332,6 +376,8 @@ class Store:
             identity, result,
             _prefixed(base.index, [json.loads(text) for text in base["final"]], "final.", numeric=True),
             _prefixed(base.index, [json.loads(text) for text in base["best"]], "best.", numeric=True),
+            pd.DataFrame({"metric_ranges": [json.loads(text) for text in base["metric_ranges"]]},
+                         index=base.index, dtype=object),
             tail,
         ]
         return pd.concat(parts, axis=1)

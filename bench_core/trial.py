@@ -24,8 +24,9 @@ class TrialConfig:
     ``hyperparams`` holds every hyperparameter of the optimizer (learning rate included)
     with defaults filled in, so that naming a default explicitly yields the same trial.
     ``batch_size`` is ``None`` for deterministic problems, where it has no effect.
-    ``stop_at_target`` ends the trial at the first evaluation that meets the problem's
-    target; it is left out of the identity when off, so older stored trials keep their ids.
+    ``stop_at_target`` ends the trial as soon as the runner sees the problem's target met
+    (at an evaluation, or at the next loss read where the target is checked every step,
+    after a last evaluation there); it is left out of the identity when off, so older stored trials keep their ids.
     """
 
     problem: str
@@ -73,10 +74,28 @@ class TrialResult:
     """What one trial produced.
 
     ``final`` holds the metrics at the last evaluation, ``best`` the best value of each
-    metric over all evaluations. The ``*_to_target`` fields say when the problem's target
-    was first met at an evaluation point (``None``: never). ``curve`` is the learning
-    curve: one dict per evaluation with ``step``, ``samples``, ``seconds`` (training time
-    so far), ``lr`` and every metric.
+    metric over all evaluations. ``curve`` is the learning curve: one dict per evaluation
+    with ``step``, ``samples``, ``seconds`` (training time so far), ``lr`` and every metric.
+
+    The ``*_to_target`` fields say when the problem's target was first met (``None``:
+    never). ``target_every`` is how finely that was checked, in steps: 1 where the runner
+    checks the target at every step (a deterministic problem whose target metric is
+    ``train_loss``: step k counts when the loss at the point reached after k updates meets
+    it, and ``seconds_to_target`` is then the training time up to the read that saw it, at
+    most :data:`bench_core.runner.DIVERGENCE_CHECK_EVERY` steps later); elsewhere the widest
+    gap between consecutive evaluation points (the recorded step is the first evaluation
+    point that met it, up to ``target_every - 1`` steps after the metric first did);
+    ``None`` under a budget in seconds or for a problem without a target.
+
+    ``reason`` says, in one line, why a trial is ``diverged`` (``None`` otherwise), e.g.
+    ``"non-finite loss (nan) at step 40"``, ``"loss 1.2e+05 above 10000 x max(1, |initial
+    loss|) at step 120"`` (both: the early stop, "at step N" meaning detected after N steps,
+    the trial's ``steps``) or ``"final loss 1110x its initial loss"`` (the end-of-training
+    rule); see :mod:`bench_core.runner`.
+
+    ``metric_ranges`` holds the known range ``[low, high]`` of each metric in ``final``
+    whose range is not the whole real line (``Problem.metric_range``; bounds may be
+    infinite), e.g. ``{"valid_accuracy": [0.0, 1.0], "train_loss": [-78.33, inf]}``.
     """
 
     trial_id: str
@@ -94,6 +113,9 @@ class TrialResult:
     curve: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None
     device: str = ""
+    target_every: int | None = None
+    reason: str | None = None
+    metric_ranges: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -14,7 +14,7 @@ falls as 1/B, exactly as averaging B independent per-sample gradients would.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import torch
 
@@ -75,6 +75,11 @@ class AnalyticProblem(Problem):
     #: The global minimum value f* (at every row of ``minimisers``).
     f_star: float = 0.0
 
+    @property
+    def metric_ranges(self) -> Mapping[str, tuple[float, float]]:  # type: ignore[override]
+        """``train_loss`` and ``test_loss`` (both f) lie in ``[f*, inf)``: f* may be negative (Styblinski-Tang)."""
+        return {"train_loss": (self.f_star, math.inf), "test_loss": (self.f_star, math.inf)}
+
     def __init__(self, start: torch.Tensor, minimisers: torch.Tensor, noise: float = 0.0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(device)
@@ -98,6 +103,13 @@ class AnalyticProblem(Problem):
         as one vectorised trial) evaluates in one call.
         """
         raise NotImplementedError
+
+    def surface(self, points: torch.Tensor) -> torch.Tensor | None:
+        """``f`` itself, for the contours behind the report's trajectory plots (2-D functions only)."""
+        return self.f(points) if self.dim == 2 else None
+
+    def known_minimisers(self) -> torch.Tensor | None:
+        return self.minimisers.cpu() if self.dim == 2 else None
 
     def noise_scale(self) -> torch.Tensor:
         """Per-coordinate standard deviation of one sample's gradient noise, in units of sigma."""

@@ -163,6 +163,8 @@ class TeacherStudentProblem(Problem):
         self.train_size = len(self.splits["train"][1])
         self.stochastic = True
         self.target = target
+        # A held-out excess loss can dip below 0 (see above), but never below -noise**2 (the loss is >= 0).
+        self.metric_ranges = {f"{name}_excess_loss": (-self.noise_floor, math.inf) for name in ("valid", "test")}
 
     def init_model(self) -> nn.Module:
         """A fresh student :func:`mlp` with torch's default initialisation (from the harness-seeded global RNG)."""

@@ -37,7 +37,7 @@ def test_smoke_suite_runs_stores_reports_and_resumes(tmp_path):
     assert f"{len(rows)} trials" in expected
     assert set(rows["status"]) <= {"ok", "diverged"}
     readme = (reports / "smoke" / "README.md").read_text()
-    assert "## quadratic" in readme and "## digits_mlp" in readme
+    assert "### Best configurations: quadratic" in readme and "### Best configurations: digits_mlp" in readme
     for line in readme.splitlines():
         if line.startswith("!["):
             assert (reports / "smoke" / line.split("](")[1].rstrip(")")).stat().st_size > 0

@@ -268,3 +268,13 @@ def test_unknown_options_and_bad_batch_sizes_are_rejected():
         build_quadratic(dimension=3)
     with pytest.raises(ValueError, match="batch_size=0"):
         build_quadratic().batches(0, torch.Generator())
+
+
+def test_losses_of_the_quadratics_and_rosenbrock_are_declared_nonnegative():
+    from bench_core.problems.nqm import build_nqm
+
+    for problem in (build_rosenbrock(), build_quadratic(noise=0.0), build_nqm(dim=5)):
+        for metric in ("train_loss", "test_loss"):
+            assert problem.metric_range(metric) == (0.0, math.inf)
+        at_minimum = problem.evaluate(at(problem, problem.minimisers[0]))
+        assert at_minimum["train_loss"] == pytest.approx(0.0, abs=1e-12)  # the lower bound is attained

@@ -156,6 +156,22 @@ def test_evaluate_reports_the_gap_and_the_target_names_it(name):
     assert at_minimum["distance_to_optimum"] < 1e-6
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_losses_are_declared_to_lie_above_the_published_minimum(name):
+    problem = build(name)
+    f_star = PUBLISHED[name][1]  # negative for Styblinski-Tang: the default range of a loss, [0, inf), is wrong there
+    for metric in ("train_loss", "test_loss"):
+        low, high = problem.metric_range(metric)
+        assert low == pytest.approx(f_star, abs=1e-12) and high == math.inf
+    assert problem.metric_range("train_suboptimality") == (0.0, math.inf)
+    assert problem.metric_range("distance_to_optimum") == (0.0, math.inf)
+    assert problem.metric_range("point_x") == (-math.inf, math.inf)
+    rng = np.random.default_rng(2)
+    points = rng.uniform(-4, 4, size=(200, problem.dim))
+    values = [REFERENCE[name](point) for point in points]
+    assert min(values) >= problem.metric_range("train_loss")[0] - 1e-12
+
+
 def test_ackley_gradient_at_the_minimum_is_the_zero_subgradient_not_nan():
     problem = Ackley()
     for dtype in (torch.float32, torch.float64):

@@ -193,6 +193,18 @@ def test_loss_and_evaluate_match_an_independent_mse(problem):
     assert model.training  # evaluate restores the mode
 
 
+def test_held_out_excess_losses_are_declared_to_reach_down_to_minus_the_noise_floor(problem):
+    # excess = loss - noise^2 with loss >= 0: it can be negative (the default range of a loss, [0, inf), is wrong),
+    # down to -noise^2 for a perfect fit
+    torch.manual_seed(0)
+    metrics = problem.evaluate(problem.init_model())
+    for split in ("valid", "test"):
+        low, high = problem.metric_range(f"{split}_excess_loss")
+        assert (low, high) == (-DEFAULTS["noise"] ** 2, math.inf)
+        assert metrics[f"{split}_excess_loss"] - metrics[f"{split}_loss"] == pytest.approx(low, rel=1e-9)
+    assert problem.metric_range("train_loss") == (0.0, math.inf)
+
+
 def test_short_adam_training_lowers_the_valid_loss(problem):
     torch.manual_seed(0)
     model = problem.init_model()

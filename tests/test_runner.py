@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bench_core.catalog import load_catalog
-from bench_core.runner import ProblemCache, evaluation_steps, run_trial
-from bench_core.specs import Budget
+from bench_core.runner import (
+    DIVERGENCE_CHECK_EVERY,
+    DIVERGENCE_FACTOR,
+    ENDED_ABOVE_FACTOR,
+    ProblemCache,
+    evaluation_steps,
+    run_trial,
+    target_resolution,
+)
+from bench_core.specs import Budget, default_metric_range
 from bench_core.trial import TrialConfig
 
 FLAKY_PROBLEM = """
@@ -19,12 +29,13 @@ FLAKY_PROBLEM = """
     from bench_core import Problem, ProblemSpec, Target, hookimpl
 
     class Line(Problem):
-        '''f(w) = (w - 3)^2; its loss raises after `fail_after` steps when that option is set.'''
+        '''f(w) = (w - 3)^2 + offset from w = 0; its loss raises after `fail_after` steps when that option is set.'''
         target = Target("train_loss", 1e-2)
 
-        def __init__(self, device, fail_after):
+        def __init__(self, device, fail_after, offset):
             super().__init__(device)
             self.fail_after = fail_after
+            self.offset = offset
             self.calls = 0
 
         def init_model(self):
@@ -40,14 +51,14 @@ FLAKY_PROBLEM = """
             self.calls += 1
             if self.fail_after and self.calls > self.fail_after:
                 raise RuntimeError("plugin bug at step %d" % self.calls)
-            return ((model.w - 3) ** 2).sum()
+            return ((model.w - 3) ** 2).sum() + self.offset
 
         def evaluate(self, model):
-            return {"train_loss": float(((model.w - 3) ** 2).sum())}
+            return {"train_loss": float(((model.w - 3) ** 2).sum()) + self.offset}
 
     @hookimpl
     def optbench_problems():
-        return [ProblemSpec("line", Line, options={"fail_after": 0})]
+        return [ProblemSpec("line", Line, options={"fail_after": 0, "offset": 0.0})]
 """
 
 
@@ -85,6 +96,76 @@ def test_a_too_large_learning_rate_diverges_early_and_is_a_result(catalog):
     assert result.status == "diverged"
     assert result.steps < 200
     assert result.error is None
+    # the reason names the loss read, the early-stop rule and the step it stopped at
+    match = re.fullmatch(rf"loss (\S+) above {DIVERGENCE_FACTOR:g} x max\(1, \|initial loss\|\) at step (\d+)",
+                         result.reason)
+    assert match, result.reason
+    assert float(match[1]) > DIVERGENCE_FACTOR * max(1.0, result.curve[0]["train_loss"])
+    assert int(match[2]) == result.steps == result.curve[-1]["step"]
+
+
+def test_an_overflowing_loss_is_diverged_as_non_finite_at_the_first_read(write_plugin):
+    catalog = load_catalog([write_plugin("line", FLAKY_PROBLEM)])
+    # gradient descent on (w - 3)^2 from 0: w_t - 3 = -3 (1 - 2 lr)^t, so the loss is 9 * 1999^(2t) at lr 1000,
+    # beyond float32 (3.4e38) from t = 6 on; the first read of the loss comes after DIVERGENCE_CHECK_EVERY steps
+    first_overflow = next(t for t in range(100) if 2 * t * math.log(1999) + math.log(9) > math.log(3.4e38))
+    assert first_overflow < DIVERGENCE_CHECK_EVERY
+    result = run_trial(trial(problem="line", steps=40, evals=4, catalog=catalog, lr=1000.0), ProblemCache(catalog))
+    assert result.status == "diverged" and result.steps == DIVERGENCE_CHECK_EVERY
+    assert result.reason == f"non-finite loss (inf) at step {DIVERGENCE_CHECK_EVERY}"
+
+
+def quadratic_hessian_eigenvalues(catalog, options):
+    """The Hessian's eigenvalues of the quadratic's objective at its start, by autograd (float64)."""
+    problem = ProblemCache(catalog).get("quadratic", options, "cpu")
+    hessian = torch.autograd.functional.hessian(problem.f, problem.start.double())
+    return torch.linalg.eigvalsh(hessian)
+
+
+@pytest.mark.parametrize("factor", [1.01, 0.99])
+def test_gradient_descent_just_past_2_over_l_ends_diverged_and_just_below_ends_ok(catalog, factor):
+    options = dict(catalog.problems["quadratic"].options) | {"noise": 0.0}
+    h = quadratic_hessian_eigenvalues(catalog, options)
+    lr = factor * 2 / float(h.max())
+    steps = 200
+
+    def theory(t: int) -> float:  # f(x_t) = 1/2 sum_i h_i (1 - lr h_i)^(2t) from x_0 = 1
+        return 0.5 * float((h * (1 - lr * h) ** (2 * t)).sum())
+
+    ratio = theory(steps) / theory(0)
+    result = run_trial(trial(optimizer="sgd", steps=steps, evals=10, options={"noise": 0.0}, catalog=catalog, lr=lr),
+                       ProblemCache(catalog))
+    assert result.steps == steps, "the early stop must not fire: the loss never gets near 1e4 x its start"
+    assert max(theory(t) for t in range(steps + 1)) < DIVERGENCE_FACTOR * max(1.0, theory(0))
+    if factor > 1:
+        assert ratio > ENDED_ABOVE_FACTOR
+        assert result.status == "diverged"
+        match = re.fullmatch(r"final loss (\S+)x its initial loss", result.reason)
+        assert match, result.reason
+        assert float(match[1]) == pytest.approx(ratio, rel=2e-3)
+    else:
+        assert ratio < 1
+        assert result.status == "ok" and result.reason is None
+
+
+@pytest.mark.parametrize(("lr", "status"), [(1.05, "diverged"), (0.95, "ok")])
+def test_a_loss_that_starts_negative_diverges_when_it_ends_far_above_its_start(write_plugin, lr, status):
+    catalog = load_catalog([write_plugin("line", FLAKY_PROBLEM)])
+    offset, steps = -20.0, 20
+    # GD on (w - 3)^2 + offset from 0: loss_t = 9 (1 - 2 lr)^(2t) + offset; the start, -11, is <= 0, so the rule is
+    # final > initial + ENDED_ABOVE_FACTOR * max(1, |initial|)
+    initial, final = 9 + offset, 9 * (1 - 2 * lr) ** (2 * steps) + offset
+    threshold = initial + ENDED_ABOVE_FACTOR * max(1.0, abs(initial))
+    assert (final > threshold) == (status == "diverged")
+    result = run_trial(trial(problem="line", steps=steps, evals=4, options={"offset": offset}, catalog=catalog, lr=lr),
+                       ProblemCache(catalog))
+    assert result.final["train_loss"] == pytest.approx(final, rel=1e-4)
+    assert (result.status, result.steps) == (status, steps)
+    if status == "diverged":
+        assert result.reason == (f"final loss {result.final['train_loss']:.4g} above initial loss {initial:.4g} + "
+                                 f"{ENDED_ABOVE_FACTOR:g} x max(1, |initial loss|)")
+    else:
+        assert result.reason is None
 
 
 def test_a_plugin_exception_becomes_an_error_result_with_its_traceback(write_plugin):
@@ -199,6 +280,7 @@ def test_a_seconds_budget_stops_on_time_with_evaluations_spread_over_it(catalog)
     for k, at in enumerate(seconds[1:-1], start=1):
         assert k * 0.25 <= at < k * 0.25 + 0.2
     assert result.steps == result.curve[-1]["step"] > 10
+    assert result.target_every is None, "evaluations fall by the clock: no resolution in steps"
 
 
 def test_a_seconds_budget_runs_the_schedule_on_elapsed_time(catalog):
@@ -222,3 +304,104 @@ def test_stop_at_target_ends_the_trial_at_the_first_evaluation_that_meets_it(wri
     assert losses[1] == losses[0][:expected + 1]
     # the flag joins a trial's identity only when on, so trials stored before it existed keep their ids
     assert "stop_at_target" not in config.to_json() and stopping.trial_id != config.trial_id
+
+
+def plain_adam_on_rosenbrock(steps: int, lr: float) -> list[float]:
+    """f(x_k), k = 0..steps, of torch.optim.Adam from (-1.2, 1) on the Rosenbrock function, in float32."""
+    x = torch.tensor([-1.2, 1.0], requires_grad=True)
+    optimizer = torch.optim.Adam([x], lr=lr)
+    losses = []
+    for _ in range(steps + 1):
+        optimizer.zero_grad()
+        loss = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    return losses
+
+
+def test_steps_to_target_is_exact_on_a_deterministic_problem_with_a_train_loss_target(catalog):
+    steps, evals, lr = 3000, 20, 0.1
+    losses = plain_adam_on_rosenbrock(steps, lr)
+    k = next(t for t, value in enumerate(losses) if value <= 1e-3)  # the target of rosenbrock: f <= 1e-3
+    assert k % (steps // evals) != 0, "the test needs a step between evaluation points"
+    result = run_trial(trial(problem="rosenbrock", optimizer="adam", steps=steps, evals=evals, catalog=catalog, lr=lr),
+                       ProblemCache(catalog))
+    assert result.status == "ok"
+    assert result.steps_to_target == k
+    assert result.samples_to_target == k  # batch size None: one sample per step
+    assert result.target_every == 1
+    assert 0 < result.seconds_to_target <= result.train_seconds
+    # the runner trained like the plain loop (same start, same optimizer): its curve is the loop's losses
+    for point in result.curve:
+        assert point["train_loss"] == pytest.approx(losses[point["step"]], rel=1e-4, abs=1e-7)
+
+
+def test_stop_at_target_stops_at_the_first_loss_read_after_the_step_that_met_it(catalog):
+    steps, evals, lr = 3000, 20, 0.1
+    losses = plain_adam_on_rosenbrock(steps, lr)
+    k = next(t for t, value in enumerate(losses) if value <= 1e-3)
+    config = trial(problem="rosenbrock", optimizer="adam", steps=steps, evals=evals, catalog=catalog, lr=lr)
+    full = run_trial(config, ProblemCache(catalog))
+    stopped = run_trial(dataclasses.replace(config, stop_at_target=True), ProblemCache(catalog))
+    # f(x_k) is computed in the step after k updates; the host reads losses every DIVERGENCE_CHECK_EVERY steps and at
+    # evaluations, so it sees the target after the first such step s >= k + 1, evaluates there and stops
+    points = set(evaluation_steps(steps, evals))
+    s = next(t for t in range(k + 1, steps + 1) if t % DIVERGENCE_CHECK_EVERY == 0 or t in points)
+    assert stopped.status == "ok" and stopped.steps_to_target == k
+    assert stopped.steps == stopped.curve[-1]["step"] == s
+    assert stopped.final["train_loss"] == pytest.approx(losses[s], rel=1e-4)
+    assert stopped.final == {name: value for name, value in stopped.curve[-1].items()
+                             if name not in ("step", "samples", "seconds", "lr")}
+    earlier = [point for point in full.curve if point["step"] < s]
+    assert [p["train_loss"] for p in stopped.curve[:-1]] == [p["train_loss"] for p in earlier]
+
+
+def test_target_every_is_the_widest_gap_between_evaluations_where_only_evaluations_check(catalog):
+    cache = ProblemCache(catalog)
+    noisy = trial(problem="quadratic", steps=50, evals=7, batch_size=8, catalog=catalog, lr=0.01)
+    # evaluations at round(i * 50 / 7): 0, 7, 14, 21, 29, 36, 43, 50; the widest gap is 21 -> 29
+    assert evaluation_steps(50, 7) == [0, 7, 14, 21, 29, 36, 43, 50]
+    assert run_trial(noisy, cache).target_every == 8
+    problem = cache.get("quadratic", noisy.problem_options, "cpu")
+    assert target_resolution(noisy, problem, None) is None  # a seconds budget: evaluations fall by the clock
+    deterministic = cache.get("quadratic", noisy.problem_options | {"noise": 0.0}, "cpu")
+    assert target_resolution(noisy, deterministic, None) == 1
+    # a deterministic problem whose target is another metric is checked at evaluations only
+    booth = trial(problem="booth", steps=50, evals=5, catalog=catalog, lr=0.01)
+    assert run_trial(booth, cache).target_every == 10
+
+
+def test_metric_ranges_by_name():
+    assert default_metric_range("valid_accuracy") == (0.0, 1.0)
+    for name in ("train_loss", "valid_excess_loss", "train_suboptimality", "distance_to_optimum"):
+        assert default_metric_range(name) == (0.0, math.inf), name
+    for name in ("point_x", "lossy_metric", "accuracy_gap"):
+        assert default_metric_range(name) == (-math.inf, math.inf), name
+
+
+def test_the_result_records_the_range_of_every_bounded_metric(catalog):
+    cache = ProblemCache(catalog)
+    dim = 2
+    tang = run_trial(trial(problem="styblinski_tang", optimizer="adam", steps=20, catalog=catalog, lr=0.1), cache)
+    # f* = d * min_t (t^4 - 16 t^2 + 5 t) / 2, at the smallest root of 4t^3 - 32t + 5 (numpy's solver, not optbench's)
+    root = min(r.real for r in np.roots([4, 0, -32, 5]) if abs(r.imag) < 1e-12)
+    f_star = dim * (root**4 - 16 * root**2 + 5 * root) / 2
+    assert f_star == pytest.approx(-39.16599 * dim, rel=1e-5)  # the often quoted value, good to 5 digits
+    for name in ("train_loss", "test_loss"):
+        low, high = tang.metric_ranges[name]
+        assert low == pytest.approx(f_star, rel=1e-12) and high == math.inf
+        assert all(point[name] >= low for point in tang.curve)
+    assert tang.metric_ranges["train_suboptimality"] == [0.0, math.inf]
+    assert tang.metric_ranges["distance_to_optimum"] == [0.0, math.inf]
+    assert "point_x" not in tang.metric_ranges and "point_x" in tang.final  # unbounded: not recorded
+
+    config = TrialConfig(problem="digits_mlp", optimizer="adam", hyperparams=catalog.optimizers["adam"].defaults(),
+                         budget=Budget("steps", 5), batch_size=32, evals=1,
+                         problem_options=dict(catalog.problems["digits_mlp"].options))
+    digits = run_trial(config, cache)
+    accuracies = [name for name in digits.final if name.endswith("_accuracy")]
+    assert "valid_accuracy" in accuracies
+    for name in accuracies:
+        assert digits.metric_ranges[name] == [0.0, 1.0]
+    assert digits.metric_ranges["train_loss"] == [0.0, math.inf]

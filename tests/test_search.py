@@ -7,11 +7,10 @@ import math
 import pytest
 
 from bench_core import Dimension
+from bench_core.configuration import selection_metric, trial_score
 from bench_core.driver import run_sweep
 from bench_core.errors import UserError
-from bench_core.followups import trial_score
 from bench_core.plugins import search
-from bench_core.report import selection_metric
 from bench_core.runner import ProblemCache, run_trial
 from bench_core.store import Store
 from bench_core.suite import expand

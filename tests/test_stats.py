@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from bench_core.stats import distinguishable, mean_interval, performance_profile, profile_summary, tuned_cost
+from bench_core.configuration import tuned_cost, with_identity
+from bench_core.stats import distinguishable, identical, mean_interval, performance_profile, profile_summary
 
 INF = math.inf
 
@@ -27,6 +28,31 @@ def test_distinguishable_follows_welch():
     assert distinguishable([1.0], [2.0, 3.0]) is None
     assert distinguishable([1.0, 1.0], [1.0, 1.0]) is False
     assert distinguishable([1.0, 1.0], [2.0, 2.0]) is True
+    # rounding noise is not seed noise: equal up to 1e-16 is equal, a real gap is a difference
+    assert distinguishable([3.283, 3.283 + 4e-16], [3.283, 3.283]) is False
+    assert distinguishable([3.283, 3.283 + 4e-16], [3.3, 3.3]) is True
+
+
+def test_identical_means_equal_up_to_rounding_only():
+    assert identical([3.283, 3.283 + 5e-16, 3.283 - 4e-16])
+    assert identical([0.0, 0.0])
+    assert not identical([3.283, 3.284])
+    assert not identical([1e-12, 2e-12])  # tiny values that differ by 2x are different
+    assert not identical([5.0])  # one value is one seed, not agreement
+
+
+def test_intervals_stay_inside_the_metric_range_and_keep_the_t_interval_otherwise():
+    from scipy import stats
+
+    accuracies = [0.99, 0.90]  # mean 0.945; t half-width with 2 seeds is 0.572: [0.373, 1.517] unbounded
+    half = stats.t.ppf(0.975, 1) * pd.Series(accuracies).std(ddof=1) / math.sqrt(2)
+    mean, low, high = mean_interval(accuracies, bounds=(0.0, 1.0))
+    assert (mean, low, high) == pytest.approx((0.945, 0.945 - half, 1.0))
+    assert mean_interval([0.01, 0.30], bounds=(0.0, math.inf))[1] == 0.0  # a loss interval never goes negative
+    # where the range does not bind, the interval is Student's t unchanged
+    assert mean_interval([1.0, 2.0, 3.0], bounds=(-10.0, 10.0)) == pytest.approx(mean_interval([1.0, 2.0, 3.0]))
+    # seeds that agree up to rounding give the value itself, not a spread of 1e-16
+    assert mean_interval([3.283, 3.283 + 4e-16, 3.283]) == pytest.approx((3.283, 3.283, 3.283), abs=0)
 
 
 def test_performance_profile_of_a_hand_made_example():
@@ -54,7 +80,8 @@ def test_tuned_cost_takes_the_median_over_seeds_then_the_best_configuration():
         ("p", "a", 1.0, 0, "ok", 5), ("p", "a", 1.0, 1, "diverged", 1), ("p", "a", 1.0, 2, "ok", None),
         ("p", "b", 0.1, 0, "error", 1), ("p", "b", 0.1, 1, "ok", None), ("p", "b", 0.1, 2, "ok", None),
     ]
-    trials = pd.DataFrame(rows, columns=["problem", "optimizer", "hp.lr", "seed", "status", "steps_to_target"])
-    costs = tuned_cost(trials, config_columns=["hp.lr"])
+    trials = with_identity(pd.DataFrame(rows, columns=["problem", "optimizer", "hp.lr", "seed", "status",
+                                                       "steps_to_target"]))
+    costs = tuned_cost(trials).unstack("optimizer")
     assert costs.loc["p", "a"] == 30  # lr 0.1: median of (10, 30, inf); lr 1.0: median of (5, inf, inf) = inf
     assert costs.loc["p", "b"] == INF

@@ -18,7 +18,7 @@ import pytest
 
 from bench_core.errors import UserError
 from bench_core.specs import Budget
-from bench_core.store import SCHEMA_VERSION, Store
+from bench_core.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from bench_core.trial import TrialConfig, TrialResult
 
 NAN, INF = float("nan"), float("inf")
@@ -36,7 +36,8 @@ def ok_result(cfg: TrialConfig) -> TrialResult:
     return TrialResult(cfg.trial_id, "ok", steps=10, samples=80, final={"train_loss": 0.5, "valid_loss": NAN},
                        best={"train_loss": 0.5, "valid_loss": 2.6}, steps_to_target=10, samples_to_target=80,
                        seconds_to_target=0.25, train_seconds=0.25, wall_seconds=1.5, samples_per_second=320.0,
-                       curve=curve, device="cpu")
+                       curve=curve, device="cpu", target_every=1,
+                       metric_ranges={"train_loss": [-2.5, INF], "valid_accuracy": [0.0, 1.0]})
 
 
 def diverged_result(cfg: TrialConfig) -> TrialResult:
@@ -44,7 +45,8 @@ def diverged_result(cfg: TrialConfig) -> TrialResult:
              {"step": 5, "samples": 0, "seconds": 0.1, "lr": 1.0, "train_loss": INF}]
     return TrialResult(cfg.trial_id, "diverged", steps=5, samples=0, final={"train_loss": INF},
                        best={"train_loss": 3.0}, train_seconds=0.1, wall_seconds=0.2, samples_per_second=None,
-                       curve=curve, device="cpu")
+                       curve=curve, device="cpu", target_every=150, reason="non-finite loss (inf) at step 5",
+                       metric_ranges={"train_loss": [0.0, INF]})
 
 
 def error_result(cfg: TrialConfig) -> TrialResult:
@@ -98,8 +100,9 @@ def test_every_field_round_trips(store, tmp_path):
         for name, value in cfg.hyperparams.items():
             assert row[f"hp.{name}"] == value
         for name in ("status", "steps", "samples", "steps_to_target", "samples_to_target", "seconds_to_target",
-                     "train_seconds", "wall_seconds", "samples_per_second", "error"):
+                     "train_seconds", "wall_seconds", "samples_per_second", "error", "target_every", "reason"):
             assert same(getattr(result, name), row[name]), name
+        assert row["metric_ranges"] == result.metric_ranges
         assert row["ran_on"] == result.device
         for prefix, metrics in (("final", result.final), ("best", result.best)):
             for name, value in metrics.items():
@@ -112,6 +115,8 @@ def test_every_field_round_trips(store, tmp_path):
     assert frame.loc[deterministic.trial_id, "final.train_loss"] == INF
     assert math.isnan(frame.loc[stochastic.trial_id, "final.valid_loss"])
     assert frame["final.valid_loss"].dtype == float and frame["batch_size"].dtype == float
+    assert frame["target_every"].dtype == float and pd.isna(frame.loc[failing.trial_id, "target_every"])
+    assert frame.loc[stochastic.trial_id, "metric_ranges"]["train_loss"] == [-2.5, INF]
     assert frame["finished_at"].notna().all()
 
     # The denormalised columns, for anyone querying the file with SQL.
@@ -194,6 +199,9 @@ def test_export_csv_reads_back_with_the_same_rows(store, tmp_path):
     assert "8.0" not in out.read_text().split("\n")[1].split(","), "integer columns stay integers"
     assert json.loads(back.loc[cfgs[0].trial_id, "opt.shape"]) == [2, 3]
     assert TrialConfig.from_json(back.loc[cfgs[1].trial_id, "config"]) == cfgs[1]
+    assert json.loads(back.loc[cfgs[0].trial_id, "metric_ranges"]) == ok_result(cfgs[0]).metric_ranges
+    assert back.loc[cfgs[1].trial_id, "reason"] == diverged_result(cfgs[1]).reason
+    assert back.loc[cfgs[1].trial_id, "target_every"] == 150
     assert back.loc[cfgs[2].trial_id, "error"] == error_result(cfgs[2]).error
     with pytest.raises(ValueError, match="'parquet'"):
         store.export(tmp_path / "t.parquet", format="parquet")
@@ -228,6 +236,129 @@ def test_a_newer_schema_version_is_refused(tmp_path):
     sql(path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(UserError, match=f"schema version {SCHEMA_VERSION + 1}.*newer optbench"):
         Store(path)
+
+
+# The schema of version 1, as optbench 0.1 wrote it (before target_every, reason and metric_ranges).
+V1_SCHEMA = """
+CREATE TABLE trials (
+    trial_id TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    problem TEXT NOT NULL,
+    optimizer TEXT NOT NULL,
+    lr REAL,
+    batch_size INTEGER,
+    schedule TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    budget_unit TEXT NOT NULL,
+    budget_amount INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'diverged', 'error')),
+    error TEXT,
+    steps INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    steps_to_target INTEGER,
+    samples_to_target INTEGER,
+    seconds_to_target REAL,
+    train_seconds REAL,
+    wall_seconds REAL,
+    samples_per_second REAL,
+    ran_on TEXT NOT NULL,
+    final TEXT NOT NULL,
+    best TEXT NOT NULL,
+    curve TEXT NOT NULL,
+    finished_at TEXT NOT NULL
+);
+CREATE TABLE runs (
+    run_id INTEGER PRIMARY KEY,
+    suite TEXT NOT NULL,
+    suite_config TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
+CREATE TABLE suite_trials (
+    suite TEXT NOT NULL,
+    trial_id TEXT NOT NULL,
+    PRIMARY KEY (suite, trial_id)
+) WITHOUT ROWID;
+"""
+
+
+def write_v1_file(path: Path, trials: list[tuple[TrialConfig, TrialResult]], extra_sql: str = "") -> None:
+    """A version-1 results file written by hand, with ``trials`` in it (as a version-1 optbench stored them)."""
+    db = sqlite3.connect(path)
+    try:
+        db.executescript(V1_SCHEMA + extra_sql)
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 1")
+        with db:
+            db.execute("INSERT INTO runs (suite, suite_config, environment, started_at) VALUES (?, ?, ?, ?)",
+                       ("old", "{}", '{"python": "3.11"}', "2024-01-01T00:00:00+00:00"))
+            for n, (cfg, result) in enumerate(trials):
+                db.execute(
+                    "INSERT INTO trials (trial_id, config, problem, optimizer, lr, batch_size, schedule, seed, device, "
+                    "budget_unit, budget_amount, status, error, steps, samples, steps_to_target, samples_to_target, "
+                    "seconds_to_target, train_seconds, wall_seconds, samples_per_second, ran_on, final, best, curve, "
+                    f"finished_at) VALUES ({', '.join('?' * 26)})",
+                    (cfg.trial_id, cfg.to_json(), cfg.problem, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.schedule,
+                     cfg.seed, cfg.device, cfg.budget.unit, cfg.budget.amount, result.status, result.error,
+                     result.steps, result.samples, result.steps_to_target, result.samples_to_target,
+                     result.seconds_to_target, result.train_seconds, result.wall_seconds, result.samples_per_second,
+                     result.device, json.dumps(result.final), json.dumps(result.best), json.dumps(result.curve),
+                     f"2024-01-01T00:00:0{n}+00:00"))
+                db.execute("INSERT INTO suite_trials (suite, trial_id) VALUES (?, ?)", ("old", cfg.trial_id))
+    finally:
+        db.close()
+
+
+def test_a_version_1_file_is_migrated_in_place_keeping_every_row(tmp_path):
+    path = tmp_path / "old.sqlite"
+    kept = [(cfg, make(cfg)) for cfg, make in ((config(0), ok_result), (config(1), diverged_result),
+                                               (config(2), error_result))]
+    for _, result in kept:  # what a version-1 optbench produced: none of the new fields
+        result.target_every, result.reason, result.metric_ranges = None, None, {}
+    write_v1_file(path, kept)
+    assert sql(path, "PRAGMA user_version") == [(1,)]
+
+    with Store(path) as store:
+        frame = store.trials().set_index("trial_id")
+        assert len(frame) == 3 and store.suites() == ["old"] and len(store.runs()) == 1
+        for cfg, result in kept:
+            row = frame.loc[cfg.trial_id]
+            assert TrialConfig.from_json(row["config"]) == cfg
+            for name in ("status", "steps", "samples", "steps_to_target", "samples_to_target", "seconds_to_target",
+                         "train_seconds", "wall_seconds", "samples_per_second", "error"):
+                assert same(getattr(result, name), row[name]), name
+            for name, value in result.final.items():
+                assert same(value, row[f"final.{name}"])
+            assert math.isnan(row["target_every"]) and row["reason"] is None and row["metric_ranges"] == {}
+        assert store.done_ids() == {kept[0][0].trial_id, kept[1][0].trial_id}
+        assert len(store.curves()) == sum(len(result.curve) for _, result in kept)
+        new = config(3)
+        store.save(new, diverged_result(new))  # the migrated file takes the new fields
+        row = store.trials().set_index("trial_id").loc[new.trial_id]
+        assert (row["target_every"], row["reason"]) == (150, "non-finite loss (inf) at step 5")
+        assert row["metric_ranges"] == {"train_loss": [0.0, INF]}
+    assert sql(path, "PRAGMA user_version") == [(2,)] == [(SCHEMA_VERSION,)]
+    assert sql(path, "PRAGMA integrity_check") == [("ok",)]
+    fresh = tmp_path / "new.sqlite"
+    with Store(fresh):
+        pass
+    assert sql(path, "PRAGMA table_info(trials)") == sql(fresh, "PRAGMA table_info(trials)"), \
+        "a migrated file has the same columns as a new one"
+    with Store(path) as store:  # opening it again changes nothing
+        assert len(store.trials()) == 4
+
+
+def test_a_migration_that_fails_halfway_leaves_the_version_1_file_as_it_was(tmp_path):
+    path = tmp_path / "odd.sqlite"
+    # someone added a `reason` column by hand: the second ALTER TABLE of the migration fails
+    write_v1_file(path, [(config(0), ok_result(config(0)))], extra_sql="ALTER TABLE trials ADD COLUMN reason TEXT;")
+    columns = sql(path, "PRAGMA table_info(trials)")
+    with pytest.raises(UserError, match="cannot be opened"):
+        Store(path)
+    assert sql(path, "PRAGMA user_version") == [(1,)]
+    assert sql(path, "PRAGMA table_info(trials)") == columns, "the first ALTER TABLE was rolled back with the rest"
+    assert sql(path, "SELECT count(*) FROM trials") == [(1,)]
 
 
 def test_reopening_keeps_the_data_and_a_mismatched_result_is_rejected(tmp_path):

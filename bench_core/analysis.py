@@ -1,0 +1,132 @@
+"""The numbers behind a report's tables and findings, computed once per variant of a problem.
+
+Pure functions of the trial frame (with the identity columns of
+:func:`bench_core.configuration.with_identity`), so a finding sentence and the table it
+cites read the same numbers, and each can be tested against a hand computation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bench_core.configuration import best_configurations, selection_metric, setting_columns, tuned_cost
+
+__all__ = ["Entry", "batch_scaling", "critical_batch_size", "leaderboard", "setting_effects", "varied_settings"]
+
+
+@dataclass
+class Entry:
+    """One optimizer's best configuration on one variant, and how its trials went."""
+
+    optimizer: str
+    config_id: str
+    #: Mean selection score over seeds (``inf`` when some seed failed): what the ranking uses.
+    score: float
+    setting: pd.Series
+    #: The chosen configuration's trials, every seed.
+    runs: pd.DataFrame
+    #: Every trial of the optimizer on the variant (for failure counts).
+    all_runs: pd.DataFrame
+    #: Per-seed selection metric of the chosen configuration's finished (``ok``) seeds.
+    selected: pd.Series
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "ok"]
+
+    def count(self, status: str) -> int:
+        """Trials of the optimizer on this variant (all configurations) with ``status``."""
+        return int((self.all_runs["status"] == status).sum())
+
+    @property
+    def steps_to_target(self) -> float:
+        """Median over seeds of steps to target, a missed seed counting as never (``inf``)."""
+        values = self.runs["steps_to_target"].where(self.runs["status"] == "ok").astype(float).fillna(math.inf)
+        return float(values.median()) if len(values) else math.inf
+
+    @property
+    def reached(self) -> int:
+        return int(self.ok["steps_to_target"].notna().sum())
+
+
+def leaderboard(trials: pd.DataFrame) -> list[Entry]:
+    """Each optimizer's best configuration on one variant, best (lowest mean selection score) first."""
+    metric = selection_metric(trials)
+    entries = []
+    for _, best in best_configurations(trials).iterrows():
+        runs = trials[trials["config_id"] == best["config_id"]]
+        ok = runs[runs["status"] == "ok"]
+        selected = ok[metric].astype(float) if metric in ok else pd.Series(dtype=float)
+        entries.append(Entry(best["optimizer"], best["config_id"], float(best["score"]), best, runs,
+                             trials[trials["optimizer"] == best["optimizer"]], selected.dropna()))
+    return sorted(entries, key=lambda e: (e.score, e.selected.mean() if len(e.selected) else math.inf, e.optimizer))
+
+
+def batch_scaling(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per optimizer and batch size on one variant: steps to target at the best setting, best lr, throughput.
+
+    ``steps`` is the lowest, over the configurations at that batch size, median over seeds
+    (a missed seed counts as never); ``lr`` the learning rate of the configuration selected
+    on the selection metric there; ``throughput`` the median training samples per second.
+    """
+    rows = []
+    for (optimizer, batch_size), group in trials.dropna(subset=["batch_size"]).groupby(["optimizer", "batch_size"]):
+        steps = float(tuned_cost(group).iloc[0])
+        chosen = best_configurations(group).iloc[0]
+        ok = group[group["status"] == "ok"]
+        rows.append({"optimizer": optimizer, "batch_size": int(batch_size), "steps": steps,
+                     "lr": chosen.get("hp.lr", math.nan), "score": float(chosen["score"]),
+                     "throughput": float(ok["samples_per_second"].median()) if len(ok) else math.nan})
+    return pd.DataFrame(rows, columns=["optimizer", "batch_size", "steps", "lr", "score", "throughput"])
+
+
+def critical_batch_size(rows: pd.DataFrame, efficiency: float = 0.5) -> int | None:
+    """Where more batch stops paying, for one optimizer's :func:`batch_scaling` rows.
+
+    Going from batch ``b`` to ``b' > b``, perfect scaling divides the steps to target by
+    ``b'/b`` (Shallue et al. 2018). The critical batch size is the largest batch size
+    reached through steps whose speed-up is at least ``efficiency`` of perfect; ``None`` when
+    fewer than two batch sizes reached the target.
+    """
+    reached = rows[rows["steps"].map(math.isfinite)].sort_values("batch_size")
+    if len(reached) < 2:
+        return None
+    critical = int(reached.iloc[0]["batch_size"])
+    for (_, small), (_, large) in zip(reached.iloc[:-1].iterrows(), reached.iloc[1:].iterrows(), strict=True):
+        speedup = small["steps"] / large["steps"]
+        if speedup < efficiency * large["batch_size"] / small["batch_size"]:
+            break
+        critical = int(large["batch_size"])
+    return critical
+
+
+def setting_effects(trials: pd.DataFrame, column: str) -> pd.DataFrame:
+    """For each optimizer and value of ``column``: its best configuration with that value on one variant.
+
+    Judging a value at its own best over every other setting (the learning rate included)
+    is what makes "momentum 0.9 beats 0.5" a statement about momentum, not about a learning
+    rate that suits one of them. Rows: ``optimizer, value, config_id, score, steps, lr``
+    and ``selected``, the per-seed selection metric of the finished seeds.
+    """
+    metric = selection_metric(trials)
+    rows = []
+    for optimizer, of_optimizer in trials.groupby("optimizer"):
+        if of_optimizer[column].nunique(dropna=False) < 2:
+            continue
+        for value, group in of_optimizer.groupby(column, dropna=False):
+            chosen = best_configurations(group).iloc[0]
+            runs = group[group["config_id"] == chosen["config_id"]]
+            ok = runs[runs["status"] == "ok"]
+            rows.append({"optimizer": optimizer, "value": value, "config_id": chosen["config_id"],
+                         "score": float(chosen["score"]), "steps": float(tuned_cost(group).iloc[0]),
+                         "lr": chosen.get("hp.lr", math.nan), "selected": ok[metric].dropna().astype(float)})
+    return pd.DataFrame(rows, columns=["optimizer", "value", "config_id", "score", "steps", "lr", "selected"])
+
+
+def varied_settings(trials: pd.DataFrame) -> list[str]:
+    """Setting columns besides lr and batch size that some optimizer ran with more than one value."""
+    return [c for c in setting_columns(trials) if c not in ("hp.lr", "batch_size")
+            and trials.groupby("optimizer")[c].nunique(dropna=False).max() > 1]

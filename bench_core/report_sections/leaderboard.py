@@ -1,0 +1,146 @@
+"""Report section: each optimizer's best configuration per problem variant, with seeds, intervals and failures."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench_core.analysis import Entry, leaderboard
+from bench_core.configuration import selection_metric
+from bench_core.hookspecs import hookimpl
+from bench_core.report import heading, interval_cell, seeds_cell, value_cell
+from bench_core.stats import distinguishable
+
+if TYPE_CHECKING:
+    from bench_core.report import ReportContext
+
+OPTBENCH_CONTRACT = 1
+TITLE = "Best configurations"
+
+
+@hookimpl
+def optbench_report_section(report: ReportContext) -> str | None:
+    if not report.sweep:
+        return None
+    parts = [f"## {TITLE}", "",
+             "Per problem, each optimizer's best configuration: the one with the lowest mean selection metric "
+             "over seeds (a configuration with a failed seed loses to one that finished on all). *Seeds*: finished "
+             "of run for that configuration (*identical*: the seeds agree to rounding, as on a deterministic "
+             "problem). Values are mean ± std over finished seeds; the 95% interval is Student's t over seeds, cut "
+             "to the metric's range (accuracies in [0, 1], losses ≥ their known minimum), which keeps its "
+             "coverage. *Steps to target*: median over the seeds that reached the problem's target (how many "
+             "did). *Failed*: diverged and errored trials over all of the optimizer's trials on the problem "
+             "(⚠: some errored). ↑: some finished seed of the configuration ended above its initial loss.", ""]
+    initial = report.initial_losses()
+    for variant, trials in report.variants():
+        parts += variant_table(report, variant, trials, initial)
+    return "\n".join(parts)
+
+
+def variant_table(report: ReportContext, variant: str, trials: pd.DataFrame, initial: pd.Series) -> list[str]:
+    metric = selection_metric(trials)
+    tests = [c for c in ("final.test_loss", "final.test_accuracy") if c in trials and trials[c].notna().any()]
+    headline = tests[-1] if tests else metric
+    bounds = report.metric_range(trials, headline)
+    entries = leaderboard(trials)
+    rows = []
+    for entry in entries:
+        ok = entry.ok
+        seconds = ok["seconds_to_target"].dropna()
+        rows.append([entry.optimizer + _ended_above_mark(entry, initial), describe(entry, trials),
+                     seeds_cell(entry.selected, len(entry.runs)), value_cell(entry.selected),
+                     *[value_cell(ok[c]) for c in tests], interval_cell(ok[headline], bounds), _steps_cell(entry),
+                     f"{seconds.median():.3g}" if len(seconds) else "–", failed_cell(entry)])
+    notes = seed_noise_notes(entries, rows)
+    headers = ["optimizer", "configuration", "seeds", f"{metric.removeprefix('final.')} (selection)",
+               *[c.removeprefix("final.") for c in tests], f"95% interval of {headline.removeprefix('final.')}",
+               "steps to target", "seconds to target", "failed"]
+    return [heading(TITLE, variant), "", tabulate(rows, headers, tablefmt="github"), "",
+            *([notes, ""] if notes else []), resolution_note(trials), ""]
+
+
+def describe(entry: Entry, trials: pd.DataFrame) -> str:
+    """The learning rate, batch size and every setting the sweep varied for this optimizer, as chosen."""
+    rows = trials[trials["optimizer"] == entry.optimizer]
+    parts = []
+    for column, value in entry.setting.items():
+        if not (column.startswith(("hp.", "sched.")) or column in ("batch_size", "schedule")) or pd.isna(value):
+            continue
+        if column not in ("hp.lr", "batch_size") and rows[column].nunique(dropna=False) < 2:
+            continue
+        name = column.removeprefix("hp.").removeprefix("sched.")
+        if column == "batch_size":
+            value = int(value)
+        parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
+    return ", ".join(parts)
+
+
+def failed_cell(entry: Entry) -> str:
+    total = len(entry.all_runs)
+    diverged, errored = entry.count("diverged"), entry.count("error")
+    if not diverged and not errored:
+        return f"0/{total}"
+    parts = []
+    if diverged:
+        parts.append(f"diverged {diverged}/{total}")
+    if errored:
+        parts.append(f"⚠ error {errored}/{total}")
+    return ", ".join(parts)
+
+
+def _steps_cell(entry: Entry) -> str:
+    reached = entry.ok["steps_to_target"].dropna()
+    if not len(reached):
+        return f"– (0/{len(entry.runs)})"
+    return f"{reached.median():g} ({len(reached)}/{len(entry.runs)})"
+
+
+def _ended_above_mark(entry: Entry, initial: pd.Series) -> str:
+    start = entry.ok["trial_id"].map(initial)
+    above = entry.ok["final.train_loss"] > start if "final.train_loss" in entry.ok else pd.Series(dtype=bool)
+    return " ↑" if bool(above.any()) else ""
+
+
+def seed_noise_notes(entries: list[Entry], rows: list[list[str]]) -> str:
+    """Mark rows within seed noise of the leader (≈) and say, only where true, what could not be judged."""
+    if len(entries) < 2 or entries[0].selected.empty:
+        return ""
+    leader = entries[0]
+    marked, thin = False, []
+    for entry, row in zip(entries[1:], rows[1:], strict=True):
+        verdict = distinguishable(leader.selected, entry.selected)
+        if verdict is False:
+            row[0] += " ≈"
+            marked = True
+        elif verdict is None and len(entry.selected) == 1:
+            thin.append(entry.optimizer)
+    notes = []
+    if marked:
+        notes.append(f"**≈**: not distinguishable from the leader ({leader.optimizer}) across seeds on the selection "
+                     "metric (Welch's t-test, p ≥ 0.05; seeds identical on both sides: equal values).")
+    if len(leader.selected) == 1:
+        notes.append(f"The leader ({leader.optimizer}) finished one seed, so seed noise cannot be judged here.")
+    elif thin:
+        notes.append("Seed noise cannot be judged for " + ", ".join(thin) + " (one finished seed).")
+    return " ".join(notes)
+
+
+def resolution_note(trials: pd.DataFrame) -> str:
+    """At what resolution steps to target were measured on this variant."""
+    if trials["steps_to_target"].notna().sum() == 0:
+        return "No trial reached the target."
+    every = trials["target_every"].dropna() if "target_every" in trials else pd.Series(dtype=float)
+    if len(every) and (every == 1).all():
+        return "Steps to target are exact: the target was checked after every step."
+    if len(every):
+        low, high = int(every.min()), int(every.max())
+        gap = f"{low}" if low == high else f"{low}–{high}"
+        return (f"Steps to target were checked at evaluations, every {gap} steps: each is the first evaluation "
+                "at or after the target was met, so it may overstate the true step by up to that much.")
+    steps, evals = trials["steps"].max(), trials["evals"].max()
+    gap = math.ceil(steps / evals) if evals else steps
+    return (f"Steps to target were checked at evaluations (about every {gap:g} steps): each may overstate the "
+            "true step by up to that much.")

@@ -1,0 +1,48 @@
+"""Report section: how many trials finished, diverged or errored, per problem variant, and why they failed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tabulate import tabulate
+
+from bench_core.hookspecs import hookimpl
+from bench_core.trial import STATUSES
+
+if TYPE_CHECKING:
+    from bench_core.report import ReportContext
+
+OPTBENCH_CONTRACT = 1
+
+
+def divergence_rule() -> str:
+    """The rule that makes a trial ``diverged``, in words, with the runner's own constants."""
+    from bench_core.runner import DIVERGENCE_FACTOR, ENDED_ABOVE_FACTOR
+
+    return (f"A trial is *diverged* when its training loss becomes non-finite or exceeds {DIVERGENCE_FACTOR:g} × "
+            f"max(1, |initial loss|) (it stops there), or when it ends above {ENDED_ABOVE_FACTOR:g} × its initial "
+            f"loss (a non-positive initial loss: more than {ENDED_ABOVE_FACTOR:g} × max(1, |initial loss|) above "
+            "it); the stored `reason` says which.")
+
+
+@hookimpl
+def optbench_report_section(report: ReportContext) -> str | None:
+    trials = report.trials
+    if not report.sweep:
+        return None
+    counts = trials.pivot_table(index="variant", columns="status", values="trial_id", aggfunc="count", fill_value=0)
+    counts = counts.reindex(columns=list(STATUSES), fill_value=0)
+    counts.loc["**all**"] = counts.sum()
+    lines = ["## Trials", "",
+             f"{divergence_rule()} An *error* is a failure of a plugin or of optbench, not a result about the "
+             "optimizer: its traceback is stored (`optbench export`) and a re-run tries it again.", "",
+             tabulate(counts.reset_index().values.tolist(), ["problem", *STATUSES], tablefmt="github"), ""]
+    errors = trials[trials["status"] == "error"]
+    if len(errors):
+        lines += ["**Errored trials**, by optimizer and problem (last line of the first traceback):", ""]
+        for (optimizer, variant), rows in errors.groupby(["optimizer", "variant"]):
+            text = str(rows["error"].dropna().iloc[0] if rows["error"].notna().any() else "no traceback stored")
+            last = next((line.strip() for line in reversed(text.strip().splitlines()) if line.strip()), text)
+            lines.append(f"- ⚠ `{optimizer}` on {variant}: {len(rows)} trial(s): `{last[:200]}`")
+        lines.append("")
+    return "\n".join(lines)
