@@ -105,7 +105,8 @@ def with_identity(trials: pd.DataFrame) -> pd.DataFrame:
         keys += [k for v in unique for k in options[v] if k not in keys
                  and len({_text(options[u].get(k)) for u in unique}) > 1]
         for vid in unique:
-            labels[vid] = f"{problem} (" + ", ".join(f"{k}={_text(options[vid].get(k))}" for k in keys) + ")"
+            shown = [f"{k}={_text(options[vid][k])}" for k in keys if options[vid].get(k) is not None]
+            labels[vid] = f"{problem} (" + ", ".join(shown) + ")"
     trials["variant"] = trials["variant_id"].map(labels) if len(trials) else pd.Series(dtype=object)
     return trials
 
