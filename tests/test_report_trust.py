@@ -376,3 +376,44 @@ def test_a_range_test_report_carries_plugin_sections_and_the_environment(tmp_pat
     assert text.startswith("# optbench learning-rate range test: rt")
     assert "## Appendix of rt" in text and "## Environment" in text
     assert "## Best configurations" not in text and "## Findings" not in text
+
+
+def test_a_suite_varying_a_problem_option_reports_each_variant_from_its_own_trials(tmp_path, catalog):
+    from bench_core.driver import run_sweep
+    from bench_core.suite import expand
+
+    settings = {"name": "s", "problems": ["quadratic"], "optimizers": ["sgd"], "lr": [0.01], "seeds": [0, 1],
+                "steps": 30, "evals": 3, "batch_size": 8, "device": "cpu",
+                "problem": {"quadratic": {"options": {"noise": [0.5, 3.0]}}}}
+    with Store(tmp_path / "r.sqlite") as store:
+        run_sweep(expand(settings, catalog), catalog, store, workers=1, progress=False)
+        trials = store.trials("s")
+        text = write_report(store, "s", tmp_path / "out", catalog).read_text()
+    assert len(trials) == 4 and trials["opt.noise"].nunique() == 2
+    for noise in (0.5, 3.0):
+        own = trials.loc[trials["opt.noise"] == noise, "final.train_loss"]
+        rows = table_rows(text, f"### Best configurations: quadratic (noise={noise:g})")
+        assert len(rows) == 1 and f"{own.mean():.4g} ± {own.std(ddof=1):.2g}" in rows[0]
+    pooled = trials["final.train_loss"]
+    assert f"{pooled.mean():.4g} ± {pooled.std(ddof=1):.2g}" not in text
+
+
+def test_the_critical_batch_size_is_where_scaling_falls_below_half_of_perfect(tmp_path):
+    from bench_core.analysis import critical_batch_size
+
+    # 4 -> 16: 4x fewer steps (perfect); 16 -> 64: 2x (half of perfect, still paying); 64 -> 256: 50/45 = 1.1x
+    rows = pd.DataFrame({"batch_size": [4, 16, 64, 256], "steps": [400.0, 100.0, 50.0, 45.0]})
+    assert critical_batch_size(rows) == 64
+    assert critical_batch_size(rows.assign(steps=[400.0, 100.0, 25.0, 6.25])) == 256  # perfect all the way
+    assert critical_batch_size(rows.assign(steps=[400.0, math.inf, math.inf, math.inf])) is None
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("s", {}, {})
+        for batch_size, steps in zip([4, 16, 64, 256], [400, 100, 50, 45], strict=True):
+            for seed in (0, 1):
+                save(store, optimizer="adam", batch_size=batch_size, seed=seed, reached=steps,
+                     final={"train_loss": 0.1 + seed / 100, "valid_loss": 0.1 + seed / 100})
+        text = write_report(store, "s", tmp_path / "out").read_text()
+    assert ("from batch 4 to 256 (perfect scaling: 64x fewer steps) steps to target fell by adam 8.9x; more batch "
+            "stopped paying (less than half of perfect scaling) between batch 64 and 256 for adam") in text
+    row = next(r for r in table_rows(text, "### Batch size: p") if re.search(r"\| +256 \|", r))
+    assert row.rstrip(" |").endswith("64")

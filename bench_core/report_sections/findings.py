@@ -157,20 +157,23 @@ def batch_sizes(report: ReportContext) -> list[str]:
             continue
         data = batch_scaling(trials)
         small, large = int(sizes[0]), int(sizes[-1])
-        parts, critical = [], []
+        parts, stalls = [], {}
         for optimizer, rows in data.groupby("optimizer"):
             steps = rows.set_index("batch_size")["steps"]
             if math.isfinite(steps.get(small, math.inf)) and math.isfinite(steps.get(large, math.inf)):
                 parts.append(f"{optimizer} {steps[small] / steps[large]:.2g}x")
             size = critical_batch_size(rows)
-            if size is not None and size < large:
-                critical.append(f"{optimizer} {size}")
+            later = [b for b in steps.index if b > (size or math.inf) and math.isfinite(steps[b])]
+            if size is not None and later:
+                stalls.setdefault((size, min(later)), []).append(optimizer)
         if not parts:
             continue
         text = (f"**Batch size on {variant}:** from batch {small} to {large} (perfect scaling: {large / small:g}x "
                 f"fewer steps) steps to target fell by {', '.join(parts)}")
-        text += (f"; more batch stopped paying (less than half of perfect scaling) beyond {', '.join(critical)}"
-                 if critical else "")
+        if stalls:
+            text += "; more batch stopped paying (less than half of perfect scaling) " + "; ".join(
+                f"between batch {size} and {after} for {', '.join(names)}"
+                for (size, after), names in sorted(stalls.items()))
         lrs = data.dropna(subset=["lr"]).groupby("optimizer")
         grew = sum(1 for _, rows in lrs if rows.sort_values("batch_size")["lr"].iloc[-1]
                    > rows.sort_values("batch_size")["lr"].iloc[0])

@@ -121,6 +121,9 @@ def seed_noise_notes(entries: list[Entry], rows: list[list[str]]) -> str:
     if marked:
         notes.append(f"**≈**: not distinguishable from the leader ({leader.optimizer}) across seeds on the selection "
                      "metric (Welch's t-test, p ≥ 0.05; seeds identical on both sides: equal values).")
+        if min(len(entry.selected) for entry in entries if len(entry.selected)) <= 3:
+            notes.append("With so few seeds the test rarely detects a difference: ≈ means not shown to differ, "
+                         "not shown to be equal.")
     if len(leader.selected) == 1:
         notes.append(f"The leader ({leader.optimizer}) finished one seed, so seed noise cannot be judged here.")
     elif thin:
