@@ -111,6 +111,8 @@ def test_a_deterministic_problem_with_two_seeds_never_says_one_seed(tmp_path, ca
     for row in rows:
         assert "3/3, identical" in row and "(seeds identical)" in row
         assert "±" not in row  # no rounding noise shown as spread
+    assert re.search(r"\*\*booth:\*\* \w+ has the lowest train_loss \([^)]*\), exactly \(the seeds agree\)", text)
+    assert "beyond seed noise" not in text.split("## Trials")[0].split("**booth:**")[1].split("\n")[0]
 
 
 def test_the_seed_note_appears_only_when_true(tmp_path):
@@ -310,9 +312,9 @@ def test_findings_match_the_tables_they_cite(tmp_path):
         path = write_report(store, "s", tmp_path / "out")
     text = path.read_text()
     findings = text[text.index("## Findings"):text.index("## Trials")]
-    assert ("**p:** adam has the lowest valid_loss (0.11 against 0.51 for sgd, the next best), beyond seed noise "
-            "([table](#best-configurations-p))") in findings
-    assert "**q:** adam has the lowest valid_loss (0.31), within seed noise of sgd" in findings
+    assert ("**p:** adam has the lowest valid_loss (0.11 against 0.51 for sgd, the next best), beyond seed noise; "
+            "1 of 2 optimizers reached the target on every seed ([table](#best-configurations-p))") in findings
+    assert "**q:** adam has the lowest valid_loss (0.31), within seed noise of sgd; 2 of 2 optimizers" in findings
     leader_row = table_rows(text, "### Best configurations: p")[0]
     assert leader_row.startswith("| adam ") and "0.11 ± 0.01" in leader_row
     assert "it reached the target on 2 of 2 problem(s)" in findings and "within 2x" in findings
@@ -417,3 +419,22 @@ def test_the_critical_batch_size_is_where_scaling_falls_below_half_of_perfect(tm
             "stopped paying (less than half of perfect scaling) between batch 64 and 256 for adam") in text
     row = next(r for r in table_rows(text, "### Batch size: p") if re.search(r"\| +256 \|", r))
     assert row.rstrip(" |").endswith("64")
+
+
+def test_a_schedule_finding_sums_up_each_optimizer_against_a_constant_rate(tmp_path):
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("s", {}, {})
+        # a: cosine clearly better (0.1 vs 0.5); b: the same within noise; each at its best of two lrs
+        values = {("a", "constant"): 0.5, ("a", "cosine"): 0.1, ("b", "constant"): 0.3, ("b", "cosine"): 0.3}
+        for (optimizer, schedule), base in values.items():
+            for lr, penalty in ((0.1, 0.0), (1.0, 0.2)):
+                for seed in (0, 1, 2):
+                    loss = base + penalty + 0.01 * seed
+                    save(store, optimizer=optimizer, schedule=schedule, lr=lr, seed=seed,
+                         final={"train_loss": loss, "valid_loss": loss})
+        text = write_report(store, "s", tmp_path / "out").read_text()
+    assert ("**Schedules on p** (the best schedule against a constant learning rate, each at its best learning "
+            "rate): better for a (cosine); within seed noise for b (cosine) ([table](#schedule-p)).") in text
+    rows = {row.split("|")[1].strip() + row.split("|")[2].strip(): row for row in table_rows(text, "### schedule: p")}
+    assert "0.11 ± 0.01" in rows["acosine"] and re.search(r"\| +0\.1 \| best", rows["acosine"])
+    assert "worse beyond seed noise" in rows["aconstant"]

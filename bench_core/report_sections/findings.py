@@ -22,7 +22,7 @@ from bench_core.hookspecs import hookimpl
 from bench_core.report import anchor, slug
 from bench_core.report_sections import batch_size, summary
 from bench_core.report_sections import leaderboard as leaderboard_section
-from bench_core.stats import distinguishable
+from bench_core.stats import distinguishable, identical
 
 if TYPE_CHECKING:
     from bench_core.report import ReportContext
@@ -88,16 +88,21 @@ def winners(report: ReportContext) -> list[str]:
         if len(entries) < 2 or entries[0].optimizer != ranked[0].optimizer:
             continue  # the leader has too few finished seeds to judge
         leader, metric = entries[0], _metric(trials)
+        exact = all(identical(e.selected) for e in entries)  # a deterministic problem: no seed noise at all
         tied = [e.optimizer for e in entries[1:] if distinguishable(leader.selected, e.selected) is False]
         link = anchor(leaderboard_section.TITLE, variant)
         if tied:
-            out.append(f"**{variant}:** {leader.optimizer} has the lowest {metric} ({leader.selected.mean():.4g}), "
-                       f"within seed noise of {', '.join(tied)} ([table]({link})).")
+            text = (f"**{variant}:** {leader.optimizer} has the lowest {metric} ({leader.selected.mean():.4g}), "
+                    + ("equal (the seeds agree exactly) for " if exact else "within seed noise of ") + ", ".join(tied))
         else:
             runner = entries[1]
-            out.append(f"**{variant}:** {leader.optimizer} has the lowest {metric} ({leader.selected.mean():.4g} "
-                       f"against {runner.selected.mean():.4g} for {runner.optimizer}, the next best), beyond seed "
-                       f"noise ([table]({link})).")
+            text = (f"**{variant}:** {leader.optimizer} has the lowest {metric} ({leader.selected.mean():.4g} "
+                    f"against {runner.selected.mean():.4g} for {runner.optimizer}, the next best), "
+                    + ("exactly (the seeds agree)" if exact else "beyond seed noise"))
+        solved = sum(e.reached == len(e.runs) for e in ranked)
+        if trials["steps_to_target"].notna().any():
+            text += f"; {solved} of {len(ranked)} optimizers reached the target on every seed"
+        out.append(f"{text} ([table]({link})).")
     return out
 
 
@@ -185,18 +190,22 @@ def batch_sizes(report: ReportContext) -> list[str]:
 
 def schedules(report: ReportContext) -> list[str]:
     out = []
+    words = {"better": "better", "same": "within seed noise", "worse": "worse"}
     for variant, trials in report.variants():
         if trials.groupby("optimizer")["schedule"].nunique().max() < 2:
             continue
-        effects = setting_effects(trials, "schedule")
-        for optimizer, rows in effects.groupby("optimizer"):
+        verdicts: dict[str, list[str]] = {}
+        for optimizer, rows in setting_effects(trials, "schedule").groupby("optimizer"):
             constant, others = rows[rows["value"] == "constant"], rows[rows["value"] != "constant"]
             if constant.empty or others.empty or not math.isfinite(others["score"].min()):
                 continue
             best = others.loc[others["score"].idxmin()]
             verdict = _compare(best["selected"], constant.iloc[0]["selected"])
             if verdict:
-                words = {"better": "beats", "same": "is within seed noise of", "worse": "is worse than"}[verdict]
-                out.append(f"**Schedule for {optimizer} on {variant}:** {best['value']} {words} a constant learning "
-                           f"rate, each at its best learning rate ([table]({anchor('schedule', variant)})).")
+                verdicts.setdefault(words[verdict], []).append(f"{optimizer} ({best['value']})")
+        if verdicts:
+            out.append(f"**Schedules on {variant}** (the best schedule against a constant learning rate, each at its "
+                       "best learning rate): " + "; ".join(f"{label} for {', '.join(names)}" for label, names in
+                                                          sorted(verdicts.items()))
+                       + f" ([table]({anchor('schedule', variant)})).")
     return out
