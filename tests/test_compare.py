@@ -63,3 +63,20 @@ def test_the_comparison_report_and_command(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"optbench: error: --compare {tmp_path / 'missing.sqlite'}: no such "
                                                 "file (run a suite first, or pass --results PATH)"]
+
+
+def test_a_changed_budget_is_another_problem_variant_never_compared_as_the_same(tmp_path):
+    for name, steps in (("a", 10), ("b", 1000)):
+        with Store(tmp_path / f"{name}.sqlite") as store:
+            store.begin_run("s", {}, {})
+            for seed in (0, 1):
+                config = TrialConfig(problem="p", optimizer="sgd", hyperparams={"lr": 0.1},
+                                     budget=Budget("steps", steps), batch_size=8, seed=seed)
+                final = {"train_loss": 1.0 / steps + seed, "valid_loss": 1.0 / steps + seed}
+                store.save(config, TrialResult(config.trial_id, "ok", steps=steps, samples=8 * steps, final=final,
+                                               best=final))
+                store.add_to_suite("s", [config.trial_id])
+    with Store(tmp_path / "a.sqlite") as a, Store(tmp_path / "b.sqlite") as b:
+        assert compare_results(a.trials(), b.trials()).empty
+    text = write_comparison(tmp_path / "a.sqlite", tmp_path / "b.sqlite", tmp_path / "out").read_text()
+    assert "share no problem" in text

@@ -438,3 +438,18 @@ def test_a_schedule_finding_sums_up_each_optimizer_against_a_constant_rate(tmp_p
     rows = {row.split("|")[1].strip() + row.split("|")[2].strip(): row for row in table_rows(text, "### schedule: p")}
     assert "0.11 ± 0.01" in rows["acosine"] and re.search(r"\| +0\.1 \| best", rows["acosine"])
     assert "worse beyond seed noise" in rows["aconstant"]
+
+
+def test_the_report_command_survives_a_broken_section_with_exit_0(tmp_path, write_plugin, capsys):
+    from bench_core.cli import main
+
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("s", {}, {})
+        save(store, final={"train_loss": 0.3, "valid_loss": 0.3})
+    plugin = write_plugin("broken", BROKEN_SECTION)
+    status = main(["report", "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "out"),
+                   "--plugins", str(plugin)])
+    assert status == 0
+    text = (tmp_path / "out" / "s" / "README.md").read_text()
+    assert re.search(r"^> Report section `.*broken\.py` failed: ZeroDivisionError: division by zero$", text, re.M)
+    assert "## Best configurations" in text and "Traceback" not in capsys.readouterr().err

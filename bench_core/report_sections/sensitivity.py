@@ -52,7 +52,9 @@ def tuneability(trials: pd.DataFrame) -> tuple[list[list[str]], dict[str, tuple[
         lrs = sorted(rows["hp.lr"].dropna().unique())
         reached = [lr for lr, group in rows.groupby("hp.lr") if math.isfinite(tuned_cost(group).iloc[0])]
         ranges[optimizer] = (lrs, reached)
-        if reached:
+        if len(reached) == 1:
+            good = f"{reached[0]:g} only (1/{len(lrs)})"
+        elif reached:
             decades = math.log10(max(reached) / min(reached))
             good = f"{min(reached):g} – {max(reached):g} ({len(reached)}/{len(lrs)}; {decades:.1f} decades)"
         else:
