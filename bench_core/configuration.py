@@ -101,9 +101,8 @@ def with_identity(trials: pd.DataFrame) -> pd.DataFrame:
         if len(unique) == 1:
             labels[unique[0]] = str(problem)
             continue
-        keys = [k for k in options[unique[0]] if len({_text(options[v].get(k)) for v in unique}) > 1]
-        keys += [k for v in unique for k in options[v] if k not in keys
-                 and len({_text(options[u].get(k)) for u in unique}) > 1]
+        every_key = dict.fromkeys(k for v in unique for k in options[v])
+        keys = [k for k in every_key if len({_text(options[v].get(k)) for v in unique}) > 1]
         for vid in unique:
             shown = [f"{k}={_text(options[vid][k])}" for k in keys if options[vid].get(k) is not None]
             labels[vid] = f"{problem} (" + ", ".join(shown) + ")"

@@ -77,13 +77,23 @@ class ProcessPoolExecutorBackend(Executor):
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=self.initargs)
 
+    def _may_spawn(self) -> bool:
+        """Whether a submit may start a worker: CPython's pool starts them on demand until it has ``workers``.
+
+        Where the pool's processes cannot be seen, assume it may.
+        """
+        processes = getattr(self.pool, "_processes", None)
+        return processes is None or len(processes) < self.workers
+
     def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
         pending = iter(groups)
         in_flight: dict[Future, Group] = {}
         limit = 2 * self.workers  # keep workers busy without queueing the whole sweep
         while True:
             for group in pending:
-                with _sigint_ignored():  # a submit may spawn a worker: it inherits the ignored Ctrl-C
+                # A submit that spawns a worker does so with Ctrl-C ignored, which the worker inherits; once
+                # every worker is up, Ctrl-C stays live, so one pressed during a submit is never lost.
+                with _sigint_ignored() if self._may_spawn() else contextlib.nullcontext():
                     in_flight[self.pool.submit(_run_in_worker, group)] = group
                 if len(in_flight) >= limit:
                     break

@@ -28,7 +28,7 @@ from bench_core.configuration import with_identity
 from bench_core.specs import default_metric_range
 from bench_core.stats import identical, mean_interval
 from bench_core.store import Store
-from bench_core.styles import Style, optimizer_styles
+from bench_core.styles import Style, optimizer_styles, style_at
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -70,8 +70,9 @@ class ReportContext:
         return [(str(label), rows) for label, rows in self.trials.groupby("variant", sort=True)]
 
     def style(self, optimizer: str) -> Style:
+        """The optimizer's style; a name outside the suite gets the next free one, leaving the others as they are."""
         if optimizer not in self.styles:
-            self.styles = optimizer_styles([*self.styles, optimizer])
+            self.styles[optimizer] = style_at(len(self.styles))
         return self.styles[optimizer]
 
     def figure(self, width: float = 7.0, height: float = 4.2, **kwargs: Any) -> Figure:

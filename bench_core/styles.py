@@ -36,8 +36,12 @@ class Style:
         return {"color": self.color, "marker": self.marker, "linestyle": self.linestyle} | overrides
 
 
+def style_at(index: int) -> Style:
+    """The ``index``-th style of the sequence described in the module docstring."""
+    cycle = index // len(COLOURS)
+    return Style(COLOURS[index % len(COLOURS)], MARKERS[cycle % len(MARKERS)], LINE_STYLES[cycle % len(LINE_STYLES)])
+
+
 def optimizer_styles(names: Iterable[str]) -> dict[str, Style]:
     """A style per optimizer name, assigned in sorted order so the same names always get the same styles."""
-    return {name: Style(COLOURS[i % len(COLOURS)], MARKERS[(i // len(COLOURS)) % len(MARKERS)],
-                        LINE_STYLES[(i // len(COLOURS)) % len(LINE_STYLES)])
-            for i, name in enumerate(sorted(set(names)))}
+    return {name: style_at(i) for i, name in enumerate(sorted(set(names)))}

@@ -44,3 +44,27 @@ def test_timing_synchronises_cuda_before_reading_the_clock(monkeypatch):
     assert calls == []
     runner._now(torch.device("cuda:0"))
     assert calls == [torch.device("cuda:0")]
+
+
+def test_ctrl_c_is_ignored_only_while_a_submit_may_spawn_a_worker(catalog, monkeypatch):
+    """A Ctrl-C that arrives while the driver ignores it is lost: only the submits that start workers may."""
+    import contextlib
+    import signal
+
+    from bench_core import executors
+
+    handlers_at_submit = []
+    real_submit = executors.ProcessPoolExecutor.submit
+
+    def recording_submit(self, *args, **kwargs):
+        handlers_at_submit.append(signal.getsignal(signal.SIGINT))
+        return real_submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(executors.ProcessPoolExecutor, "submit", recording_submit)
+    sweep = expand({"problems": ["rosenbrock"], "optimizers": ["sgd"], "lr": [1e-4, 1e-3], "seeds": [0, 1, 2, 3],
+                    "steps": 5, "evals": 1, "device": "cpu"}, catalog)
+    with contextlib.closing(ProcessPoolExecutorBackend(workers=2, threads_per_worker=1)) as pool:
+        results = list(pool.run([[config] for config in sweep.trials]))
+    assert len(results) == 8 and all(trial.status == "ok" for _, done in results for trial in done)
+    ignored = [handler == signal.SIG_IGN for handler in handlers_at_submit]
+    assert ignored == [True, True] + [False] * 6  # the two workers start on the first two submits

@@ -71,6 +71,10 @@ def _interrupt_resume_and_compare(tmp_path: Path, rng: random.Random, results: P
             process = subprocess.Popen(command(results, WORKERS), env=ENV, stdout=subprocess.DEVNULL,
                                        stderr=stderr, start_new_session=True)
         try:
+            # A Ctrl-C to the group is sent once the workers ignore it (checked before the trials are counted, so
+            # the signal follows the threshold at once); where that cannot be seen, only the driver gets it.
+            if target == "group" and signum == signal.SIGINT and not _workers_ignore_sigint(process.pid, timeout=30):
+                target = "driver"
             finished_by_itself = not _wait_for_stored(process, results, threshold, timeout=120)
             if not finished_by_itself:
                 _signal(process, signum, target)
@@ -165,8 +169,6 @@ def _wait_for_stored(process: subprocess.Popen, path: Path, threshold: int, time
 
 
 def _signal(process: subprocess.Popen, signum: signal.Signals, target: str) -> None:
-    if target == "group" and signum == signal.SIGINT and not _workers_ignore_sigint(process.pid, timeout=30):
-        target = "driver"  # cannot tell when the workers are up: Ctrl-C the driver alone
     with contextlib.suppress(ProcessLookupError):  # it finished by itself in between
         if target == "group":
             os.killpg(process.pid, signum)  # start_new_session: the group id is the driver's pid
