@@ -43,8 +43,18 @@ def catalog_rows(catalog: Catalog) -> dict[str, list[dict[str, Any]]]:
         for info in catalog.plugins.values()
     ]
     return {"optimizers": optimizers, "problems": problems, "schedules": schedules, "searches": searches,
-            "plugins": plugins,
+            "report_sections": report_section_rows(catalog), "plugins": plugins,
             "issues": list(catalog.issues)}
+
+
+def report_section_rows(catalog: Catalog) -> list[dict[str, Any]]:
+    """The built-in report sections in report order, then every plugin that implements one."""
+    from bench_core.report_sections import DEFAULT_SECTIONS, PLUGIN_PREFIX
+
+    rows = [{"name": PLUGIN_PREFIX + name, "plugin": "optbench (built-in)"} for name in DEFAULT_SECTIONS]
+    rows += [{"name": info.name, "plugin": info.source} for info in catalog.plugins.values()
+             if "optbench_report_section" in info.hooks]
+    return rows
 
 
 def _kv(mapping: dict[str, Any]) -> str:
@@ -63,6 +73,7 @@ def render_listing(rows: dict[str, list[dict[str, Any]]]) -> str:
          ["name", "options", "plugin", "description"]),
         ("Search strategies", [[r["name"], "yes" if r["adaptive"] else "no", r["plugin"], r["description"]]
                                for r in rows["searches"]], ["name", "adaptive", "plugin", "description"]),
+        ("Report sections", [[r["name"], r["plugin"]] for r in rows["report_sections"]], ["name", "plugin"]),
         ("Plugins", [[r["name"], r["version"] or "", r["source"], ", ".join(r["hooks"])] for r in rows["plugins"]],
          ["name", "version", "source", "hooks"]),
     ]

@@ -453,3 +453,15 @@ def test_the_report_command_survives_a_broken_section_with_exit_0(tmp_path, writ
     text = (tmp_path / "out" / "s" / "README.md").read_text()
     assert re.search(r"^> Report section `.*broken\.py` failed: ZeroDivisionError: division by zero$", text, re.M)
     assert "## Best configurations" in text and "Traceback" not in capsys.readouterr().err
+
+
+def test_optbench_list_shows_the_report_sections_in_report_order(write_plugin):
+    from bench_core.catalog import load_catalog
+    from bench_core.listing import catalog_rows, render_listing
+    from bench_core.report_sections import DEFAULT_SECTIONS
+
+    plugin = write_plugin("first", FIRST_SECTION)
+    rows = catalog_rows(load_catalog([plugin]))
+    names = [row["name"] for row in rows["report_sections"]]
+    assert names == [f"optbench.report.{name}" for name in DEFAULT_SECTIONS] + [str(plugin)]
+    assert "Report sections" in render_listing(rows) and "optbench.report.leaderboard" in render_listing(rows)
