@@ -103,9 +103,12 @@ def with_identity(trials: pd.DataFrame) -> pd.DataFrame:
             continue
         every_key = dict.fromkeys(k for v in unique for k in options[v])
         keys = [k for k in every_key if len({_text(options[v].get(k)) for v in unique}) > 1]
-        for vid in unique:
-            shown = [f"{k}={_text(options[vid][k])}" for k in keys if options[vid].get(k) is not None]
-            labels[vid] = f"{problem} (" + ", ".join(shown) + ")"
+        shown = {vid: [f"{k}={_text(options[vid][k])}" for k in keys if options[vid].get(k) is not None]
+                 for vid in unique}
+        for vid, parts in shown.items():  # values that print alike (1 and 1.0) must not merge two variants
+            if list(shown.values()).count(parts) > 1:
+                parts = [*parts, f"variant {vid[:6]}"]
+            labels[vid] = f"{problem} ({', '.join(parts)})"
     trials["variant"] = trials["variant_id"].map(labels) if len(trials) else pd.Series(dtype=object)
     return trials
 

@@ -465,3 +465,14 @@ def test_optbench_list_shows_the_report_sections_in_report_order(write_plugin):
     names = [row["name"] for row in rows["report_sections"]]
     assert names == [f"optbench.report.{name}" for name in DEFAULT_SECTIONS] + [str(plugin)]
     assert "Report sections" in render_listing(rows) and "optbench.report.leaderboard" in render_listing(rows)
+
+
+def test_variants_whose_options_print_alike_still_get_distinct_labels(tmp_path):
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("s", {}, {})
+        for noise in (1, 1.0):  # different canonical configs, the same text
+            for seed in (0, 1):
+                save(store, options={"noise": noise}, seed=seed, final={"train_loss": noise + seed})
+        trials = with_identity(store.trials("s"))
+    assert trials["variant_id"].nunique() == 2
+    assert trials.groupby("variant")["variant_id"].nunique().max() == 1  # never two variants under one label
