@@ -80,7 +80,7 @@ class Catalog:
 
     def notify_trial_finished(self, config: Any, result: Any) -> list[str]:
         """Call every observer; return one message per observer that raised."""
-        answers = _call_each(self.manager, "optbench_trial_finished", config=config, result=result)
+        answers = call_each(self.manager, "optbench_trial_finished", config=config, result=result)
         return [f"plugin {plugin!r}: optbench_trial_finished raised {_one_line(answer)}"
                 for plugin, answer in answers if isinstance(answer, Exception)]
 
@@ -97,6 +97,8 @@ def load_catalog(plugin_paths: Sequence[str | os.PathLike] = (), autoload: bool 
         autoload = not os.environ.get(ENV_DISABLE_AUTOLOAD)
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
+    if os.environ.get(ENV_TRACE):
+        _trace_hook_calls(manager)
     catalog = Catalog(manager=manager, plugin_paths=tuple(str(Path(p).resolve()) for p in plugin_paths))
 
     # Built-ins register first, so they keep their names when a third party reuses one.
@@ -212,8 +214,15 @@ def _report_unknown_hooks(catalog: Catalog) -> None:
 
 
 def _collect(catalog: Catalog, hook_name: str, kind: str, spec_class: type) -> None:
+    """Index every plugin's specs by name: a bad spec or a taken name is reported and skipped alone.
+
+    Plugins are called through pluggy; names are then given out in registration order, so a
+    built-in keeps its name whichever plugin answers first.
+    """
     entries = catalog.entries(kind)
-    for plugin, answer in _call_each(catalog.manager, hook_name):
+    rank = {name: position for position, (name, _) in enumerate(catalog.manager.list_name_plugin())}
+    answers = sorted(call_each(catalog.manager, hook_name), key=lambda pair: rank.get(pair[0], len(rank)))
+    for plugin, answer in answers:
         where = f"plugin {plugin!r} ({catalog.plugins[plugin].source})"
         if isinstance(answer, BaseException):
             catalog.issues.append(f"{where}: {hook_name} raised {_one_line(answer)}")
@@ -231,6 +240,11 @@ def _collect(catalog: Catalog, hook_name: str, kind: str, spec_class: type) -> N
                     f"{where}: {hook_name} returned {type(spec).__name__}, expected {spec_class.__name__}"
                 )
                 continue
+            try:
+                getattr(spec, "validate", lambda: None)()
+            except ValueError as exc:
+                catalog.issues.append(f"{where}: {' '.join(str(exc).split())}; skipped")
+                continue
             if spec.name in entries:
                 owner = catalog.origin[(kind, spec.name)]
                 catalog.issues.append(
@@ -241,31 +255,17 @@ def _collect(catalog: Catalog, hook_name: str, kind: str, spec_class: type) -> N
             catalog.origin[(kind, spec.name)] = plugin
 
 
-def _call_each(manager: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call every implementation of a catalog hook on its own, in registration order (built-ins answer first).
-
-    Returns ``(plugin name, answer)`` pairs, with the exception in place of the answer
-    for an implementation that raised.
-    """
-    return _answers(manager, hook_name, getattr(manager.hook, hook_name).get_hookimpls(), kwargs)
-
-
 def call_each(manager: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call a hook's implementations through pluggy in pluggy's order, each on its own.
+    """Call a hook's implementations through pluggy in pluggy's order, each on its own (every hook goes here).
 
     pluggy calls ``tryfirst`` implementations first, ``trylast`` ones last and, within
-    each group, the last registered first. Calling each implementation through its own
-    subset of the hook keeps that order while making a failure attributable: returns
-    ``(plugin name, answer)`` pairs, with the exception in place of the answer of an
-    implementation that raised.
+    each group, the last registered first; a ``wrapper`` wraps every call. Calling each
+    implementation through its own subset of the hook keeps that order while making a
+    failure attributable: returns ``(plugin name, answer)`` pairs, with the exception in
+    place of the answer of an implementation that raised.
     """
-    return _answers(manager, hook_name, reversed(getattr(manager.hook, hook_name).get_hookimpls()), kwargs)
-
-
-def _answers(manager: pluggy.PluginManager, hook_name: str, impls: Iterable[Any],
-             kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
-    impls = [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
-    trace = bool(os.environ.get(ENV_TRACE))
+    impls = [impl for impl in reversed(getattr(manager.hook, hook_name).get_hookimpls())
+             if not (impl.wrapper or impl.hookwrapper)]
     answers = []
     for impl in impls:
         others = [other.plugin for other in impls if other is not impl]
@@ -274,10 +274,22 @@ def _answers(manager: pluggy.PluginManager, hook_name: str, impls: Iterable[Any]
             answer = results[0] if results else None
         except Exception as exc:
             answer = exc
-        if trace:
-            print(f"optbench: hook {hook_name} -> {impl.plugin_name}: {_describe(answer)}", file=sys.stderr)
         answers.append((impl.plugin_name, answer))
     return answers
+
+
+def _trace_hook_calls(manager: pluggy.PluginManager) -> None:
+    """Print every hook call and its answer on stderr, through pluggy's call monitoring (``OPTBENCH_TRACE_HOOKS``)."""
+    def after(outcome: Any, hook_name: str, hook_impls: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        plugins = ", ".join(impl.plugin_name for impl in hook_impls if not (impl.wrapper or impl.hookwrapper))
+        if outcome.exception is not None:
+            answer: Any = outcome.exception
+        else:
+            results = outcome.get_result()
+            answer = results[0] if isinstance(results, list) and len(results) == 1 else results
+        print(f"optbench: hook {hook_name} -> {plugins}: {_describe(answer)}", file=sys.stderr)
+
+    manager.add_hookcall_monitoring(lambda hook_name, hook_impls, kwargs: None, after)
 
 
 def _describe(answer: Any) -> str:

@@ -6,8 +6,11 @@ entry-point group of installed distributions and through ``--plugins PATH`` file
 built-in optimizers and problems are registered the same way.
 
 Argument names matter, order does not: an implementation may accept any subset of a
-hook's arguments. Set ``OPTBENCH_TRACE_HOOKS=1`` to print every hook call with the plugin
-that answered it.
+hook's arguments. Every hook is called through pluggy, one implementation at a time so that
+a failure is attributed to its plugin: ``tryfirst``/``trylast`` order implementations as
+pluggy documents (otherwise the last registered answers first) and a ``wrapper=True``
+implementation wraps each call. Set ``OPTBENCH_TRACE_HOOKS=1`` to print every hook call with
+the plugin that answered it (pluggy's call monitoring).
 
 The contract is versioned. A plugin module declares the version it was written for with
 a module-level ``OPTBENCH_CONTRACT = 1``; optbench refuses, with a one-line message naming
@@ -20,7 +23,9 @@ Catalog hooks (``optbench_optimizers``, ``optbench_problems``, ``optbench_schedu
 ``optbench_search_strategies``) are
 called once per process when the catalog is built. Each plugin's answer is checked on its
 own: a plugin that raises or returns something other than a list of specs is reported by
-name and skipped, and a name already taken by an earlier plugin is reported and ignored.
+name and skipped, an invalid spec is reported (plugin, spec, setting) and skipped alone, and
+a name already taken by an earlier registered plugin (built-ins register first) is reported
+and ignored, whatever order pluggy calls them in.
 """
 
 from __future__ import annotations

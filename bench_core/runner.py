@@ -27,6 +27,10 @@ with a final training loss above :data:`ENDED_ABOVE_FACTOR` x its initial loss).
 Under a budget in seconds the clock is read after every step (a synchronisation per step
 on a GPU: the price of stopping on time), evaluations fall every ``budget / evals``
 seconds of training, and schedules run on the elapsed fraction of the budget.
+
+Evaluation modes. An optimizer with callable ``eval()`` and ``train()`` (schedule-free
+ones) is switched with ``train()`` before the first step and bracketed by ``eval()`` /
+``train()`` around every evaluation, so it is scored at its evaluation iterate.
 """
 
 from __future__ import annotations
@@ -123,15 +127,15 @@ def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache) -> list[T
     return [run_trial(config, problems) for config in configs]
 
 
-def target_resolution(config: TrialConfig, problem: Problem, steps: int | None) -> int | None:
-    """Steps between two checks of the target: 1 where it is checked every step (see :func:`checks_every_step`).
+def target_resolution(config: TrialConfig, problem: Problem, steps: int | None, per_step: bool) -> int | None:
+    """Steps between two checks of the target: 1 where it is checked every step (``per_step``).
 
     Otherwise the widest gap between consecutive evaluation points; ``None`` under a budget in
     seconds (evaluations fall by the clock, not by step) and for a problem without a target.
     """
     if problem.target is None:
         return None
-    if checks_every_step(problem):
+    if per_step:
         return 1
     if steps is None:
         return None
@@ -139,13 +143,16 @@ def target_resolution(config: TrialConfig, problem: Problem, steps: int | None) 
     return max(b - a for a, b in pairwise(points))
 
 
-def checks_every_step(problem: Problem) -> bool:
+def checks_every_step(problem: Problem, optimizer: torch.optim.Optimizer | None = None) -> bool:
     """Whether the target is checked at every step: a deterministic problem whose target metric is ``train_loss``.
 
     There the loss of any batch is the training objective itself, so the loss the runner
-    computes anyway is the target metric at the step's starting point.
+    computes anyway is the target metric at the step's starting point. Not for an optimizer
+    with evaluation modes: its training loss is taken at the training iterate, while it is
+    judged at the evaluation one, so its target is checked at evaluations only.
     """
-    return problem.target is not None and problem.target.metric == "train_loss" and not problem.stochastic
+    return (problem.target is not None and problem.target.metric == "train_loss" and not problem.stochastic
+            and not _has_modes(optimizer))
 
 
 def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
@@ -160,18 +167,19 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     eval_every = seconds / config.evals if seconds is not None else math.inf
     schedule_options = dict(schedule_spec.options) | config.schedule_options
     samples_per_step = config.batch_size or 1
-    per_step = checks_every_step(problem)
 
     torch.manual_seed(config.seed)
     model = problem.init_model().to(device)
     model.train()
     generator = torch.Generator(device=device).manual_seed(config.seed)
     optimizer = optimizer_spec.build(model.parameters(), config.hyperparams)
+    _set_optimizer_mode(optimizer, "train")
+    per_step = checks_every_step(problem, optimizer)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     batches = problem.batches(config.batch_size or 1, generator)
 
     result = TrialResult(config.trial_id, "ok", device=str(device),
-                         target_every=target_resolution(config, problem, steps))
+                         target_every=target_resolution(config, problem, steps, per_step))
     train_seconds = 0.0
     lr_now = base_lrs[0]
 
@@ -181,7 +189,12 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         result.seconds_to_target = seconds_so_far
 
     def evaluate(step: int) -> dict[str, float]:
-        metrics = _checked_metrics(config.problem, problem.evaluate(model))
+        _set_optimizer_mode(optimizer, "eval")
+        try:
+            raw = problem.evaluate(model)
+        finally:
+            _set_optimizer_mode(optimizer, "train")
+        metrics = _checked_metrics(config.problem, raw)
         point = {"step": step, "samples": step * samples_per_step, "seconds": train_seconds, "lr": lr_now}
         result.curve.append(point | metrics)
         _update_best(result.best, metrics, problem.maximize)
@@ -261,6 +274,27 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     result.samples_per_second = result.samples / train_seconds if train_seconds > 0 else None
     result.metric_ranges = _recorded_ranges(problem, result.final)
     return result
+
+
+def _set_optimizer_mode(optimizer: torch.optim.Optimizer, mode: str) -> None:
+    """Call the optimizer's ``eval()`` or ``train()`` (``mode``) where it has both, callable; else nothing.
+
+    Schedule-free optimizers (``ScheduleFreeAdamW``, ``ScheduleFreeSGD``, ...) keep two iterates:
+    they take gradients at one and are meant to be judged at another, and the parameters hold
+    whichever of the two ``eval()``/``train()`` last switched to. Without ``eval()`` before an
+    evaluation such an optimizer is scored at the wrong iterate, and without ``train()``
+    afterwards (and before the first step) it trains from the wrong one. ``torch.optim.Optimizer``
+    has neither method, so plain optimizers are left alone. The model's own train/eval mode is
+    not touched here: problems switch it inside ``evaluate()``.
+    """
+    if _has_modes(optimizer):
+        with torch.no_grad():  # the switch rewrites the parameters in place
+            getattr(optimizer, mode)()
+
+
+def _has_modes(optimizer: torch.optim.Optimizer | None) -> bool:
+    """Whether an optimizer has evaluation modes: callable ``eval()`` and ``train()`` (schedule-free ones)."""
+    return callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
 
 
 def _blown_up(value: float, blowup: float, step: int) -> str | None:

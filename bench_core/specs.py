@@ -19,11 +19,16 @@ from typing import Any
 import torch
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-#: Sweep axes the harness owns; an optimizer may not declare a hyperparameter with these names.
-RESERVED_NAMES = frozenset(
-    {"batch_size", "schedule", "seed", "seeds", "steps", "epochs", "samples", "device", "evals", "options"}
-)
 BUDGET_UNITS = ("steps", "epochs", "samples", "seconds")
+#: Sweep axes every trial has, besides the optimizer's own hyperparameters (suite keys and CLI flags).
+AXES = ("lr", "batch_size", "schedule", "seeds", *BUDGET_UNITS, "evals", "random_trials", "random_seed", "search",
+        "trials", "lr_scaling", "base_batch_size", "transfer_batch_sizes", "stop_at_target")
+#: Suite settings that are not sweep axes.
+SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",
+              "schedule_options")
+#: Names an optimizer may not give a hyperparameter: every suite setting and sweep axis (a suite line
+#: ``trials = 2`` must mean one thing), a trial's own fields, and ``lr``, which every optimizer has.
+RESERVED_NAMES = frozenset({*AXES, *SUITE_KEYS, "seed", "options", "problem_options", "hyperparams"})
 
 
 def check_name(kind: str, name: object) -> str:
@@ -49,23 +54,36 @@ class Param:
     high: float | None = None
     log: bool = False
 
-    def __post_init__(self) -> None:
-        if not math.isfinite(float(self.default)):
-            raise ValueError(f"default {self.default!r} is not a finite number")
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with this Param, or ``None``.
+
+        A bad Param does not raise where it is written: that would abort the plugin's whole
+        hook. The optimizer that declares it reports the problem, naming itself and the
+        hyperparameter, and the catalog skips only that optimizer.
+        """
+        try:
+            default = float(self.default)
+        except (TypeError, ValueError):
+            return f"default {self.default!r} is not a number"
+        if not math.isfinite(default):
+            return f"default {self.default!r} is not a finite number"
         if (self.low is None) != (self.high is None):
-            raise ValueError("give both low and high, or neither")
-        if self.low is not None and not self.low <= self.default <= self.high:
-            raise ValueError(f"default {self.default} lies outside [{self.low}, {self.high}]")
+            return "give both low and high, or neither"
+        if self.low is not None and not self.low <= default <= self.high:
+            return f"default {self.default} lies outside [{self.low}, {self.high}]"
         if self.log and self.low is not None and self.low <= 0:
-            raise ValueError("a log-scaled range needs low > 0")
+            return "a log-scaled range needs low > 0"
+        return None
 
 
 def _as_param(value: Param | float, what: str) -> Param:
-    if isinstance(value, Param):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, Param | int | float):
         raise ValueError(f"{what} must be a number or a Param, got {value!r}")
-    return Param(float(value))
+    param = value if isinstance(value, Param) else Param(float(value))
+    if param.problem:
+        raise ValueError(f"{what}: {param.problem}")
+    return param
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,21 @@ class OptimizerSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
+        # A bad spec does not raise here, inside the plugin's hook, where it would take the plugin's
+        # other optimizers down with it: the catalog calls validate() and skips this one alone.
+        try:
+            self._normalise()
+            problem = None
+        except ValueError as exc:
+            problem = str(exc)
+        object.__setattr__(self, "_problem", problem)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the optimizer and the setting at fault, if the spec is invalid."""
+        if self._problem:
+            raise ValueError(self._problem)
+
+    def _normalise(self) -> None:
         check_name("optimizer", self.name)
         if not callable(self.optimizer):
             raise ValueError(f"optimizer {self.name!r}: 'optimizer' must be callable")
@@ -102,8 +135,11 @@ class OptimizerSpec:
             lr = Param(lr.default, min(1e-5, lr.default), max(1.0, lr.default), log=True)
         hyperparams = {}
         for key, value in dict(self.hyperparams).items():
-            if not key.isidentifier() or key == "lr" or key in RESERVED_NAMES:
-                raise ValueError(f"optimizer {self.name!r}: hyperparameter name {key!r} is not allowed")
+            if not isinstance(key, str) or not key.isidentifier():
+                raise ValueError(f"optimizer {self.name!r}: hyperparameter name {key!r} is not a Python identifier")
+            if key in RESERVED_NAMES:
+                raise ValueError(f"optimizer {self.name!r}: hyperparameter name {key!r} is reserved: it is a suite "
+                                 "setting or sweep axis (see bench_core.specs.RESERVED_NAMES)")
             hyperparams[key] = _as_param(value, f"optimizer {self.name!r}: hyperparameter {key!r}")
         clash = set(self.fixed) & ({"lr"} | set(hyperparams))
         if clash:
@@ -114,6 +150,7 @@ class OptimizerSpec:
 
     def defaults(self) -> dict[str, float]:
         """Every hyperparameter, the learning rate included, at its default value."""
+        self.validate()
         return {"lr": float(self.lr.default)} | {
             key: float(param.default) for key, param in self.hyperparams.items()
         }

@@ -26,15 +26,10 @@ from bench_core.catalog import Catalog
 from bench_core.errors import UserError
 from bench_core.followups import AdaptiveSearch, BatchSizeTransfer, FollowUp, Scores, proposals
 from bench_core.runner import ProblemCache
-from bench_core.specs import BUDGET_UNITS, Budget, Dimension, Problem, ProblemSpec, SearchSpec
+from bench_core.specs import AXES, BUDGET_UNITS, SUITE_KEYS, Budget, Dimension, Problem, ProblemSpec, SearchSpec
 from bench_core.trial import TrialConfig
 
-#: Sweep axes every trial has, besides the optimizer's own hyperparameters.
-AXES = ("lr", "batch_size", "schedule", "seeds", "steps", "epochs", "samples", "seconds", "evals", "random_trials",
-        "random_seed", "search", "trials", "lr_scaling", "base_batch_size", "transfer_batch_sizes", "stop_at_target")
 LR_SCALING_RULES = ("none", "linear")
-SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",
-              "schedule_options")
 DEFAULT_EVALS = 20
 
 

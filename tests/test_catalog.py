@@ -197,3 +197,61 @@ def test_a_plugin_for_another_contract_is_refused_with_a_clear_message(write_plu
     assert not {"future_sgd", "retired_sgd", "garbled_sgd"} & set(catalog.optimizers)
     contracts = {Path(info.name).stem: info.contract for info in catalog.plugins.values() if info.name.endswith(".py")}
     assert contracts == {"current": 1, "undeclared": None}
+
+
+WRAPPER_PLUGIN = """
+    from bench_core import hookimpl
+
+    seen = []
+
+    @hookimpl(wrapper=True)
+    def optbench_optimizers():
+        answers = yield
+        seen.append(sorted(spec.name for answer in answers for spec in answer))
+        return answers
+"""
+
+OBSERVER = """
+    from bench_core import hookimpl
+
+    @hookimpl{marker}
+    def optbench_trial_finished(config, result):
+        config.append({name!r})
+"""
+
+
+def test_a_wrapper_wraps_every_catalog_call_as_pluggy_documents(write_plugin):
+    import sys
+
+    path = write_plugin("wrapper", WRAPPER_PLUGIN)
+    catalog = load_catalog([path])
+    assert catalog.issues == []  # a wrapper no longer fails with "returned generator"
+    module = next(m for m in sys.modules.values() if getattr(m, "__file__", None) == str(path))
+    assert module.seen == [sorted(["adam", "adamw", "adagrad", "momentum", "nesterov", "rmsprop", "sgd"]), ["lion"]]
+    assert "sgd" in catalog.optimizers
+
+
+def test_observers_follow_pluggys_order_tryfirst_included(write_plugin):
+    first = write_plugin("first", OBSERVER.format(marker="(tryfirst=True)", name="first"))
+    plain = write_plugin("plain", OBSERVER.format(marker="", name="plain"))
+    order: list[str] = []
+    assert load_catalog([first, plain]).notify_trial_finished(config=order, result=None) == []
+    assert order == ["first", "plain"]  # tryfirst, although pluggy calls the last registered first otherwise
+    unmarked = write_plugin("unmarked", OBSERVER.format(marker="", name="unmarked"))
+    order.clear()
+    load_catalog([unmarked, plain]).notify_trial_finished(config=order, result=None)
+    assert order == ["plain", "unmarked"]
+
+
+def test_a_built_in_keeps_its_name_whichever_plugin_pluggy_calls_first(write_plugin):
+    path = write_plugin("thief", """
+        import torch
+        from bench_core import OptimizerSpec, hookimpl
+
+        @hookimpl(tryfirst=True)
+        def optbench_optimizers():
+            return [OptimizerSpec("sgd", torch.optim.Adam)]
+    """)
+    catalog = load_catalog([path])
+    assert catalog.origin[("optimizer", "sgd")] == "torch_optimizers"
+    assert any("optimizer 'sgd' is already provided by plugin 'torch_optimizers'; ignored" in i for i in catalog.issues)

@@ -196,5 +196,45 @@ def test_a_spec_may_not_fix_what_it_also_tunes():
 
     from bench_core import OptimizerSpec
 
+    spec = OptimizerSpec("bad", torch.optim.SGD, hyperparams={"momentum": 0.9}, fixed={"momentum": 0.5})
     with pytest.raises(ValueError, match="'momentum' is both fixed and a hyperparameter"):
-        OptimizerSpec("bad", torch.optim.SGD, hyperparams={"momentum": 0.9}, fixed={"momentum": 0.5})
+        spec.validate()
+    with pytest.raises(ValueError, match="'momentum' is both fixed and a hyperparameter"):
+        spec.build([torch.zeros(1, requires_grad=True)])  # an invalid spec never builds
+
+
+BAD_PARAMS_PLUGIN = """
+    import torch
+    from bench_core import OptimizerSpec, Param, hookimpl
+
+    @hookimpl
+    def optbench_optimizers():
+        return [
+            OptimizerSpec("fine", torch.optim.SGD),
+            OptimizerSpec("wide", torch.optim.Adam, hyperparams={"eps": Param(10.0, 1e-5, 1.0)}),
+            OptimizerSpec("greedy", torch.optim.SGD, hyperparams={"trials": 2.0}),
+            OptimizerSpec("also_fine", torch.optim.Adam),
+        ]
+"""
+
+
+def test_a_bad_param_or_reserved_name_drops_only_that_optimizer_and_names_everything(write_plugin):
+    from bench_core.catalog import load_catalog
+
+    path = write_plugin("bad_params", BAD_PARAMS_PLUGIN)
+    catalog = load_catalog([path])
+    assert {"fine", "also_fine"} <= set(catalog.optimizers) and not {"wide", "greedy"} & set(catalog.optimizers)
+    assert catalog.issues == [
+        f"plugin {str(path)!r} (file {path}): optimizer 'wide': hyperparameter 'eps': default 10.0 lies outside "
+        "[1e-05, 1.0]; skipped",
+        f"plugin {str(path)!r} (file {path}): optimizer 'greedy': hyperparameter name 'trials' is reserved: it is a "
+        "suite setting or sweep axis (see bench_core.specs.RESERVED_NAMES); skipped",
+    ]
+
+
+def test_reserved_names_cover_every_suite_setting_and_sweep_axis():
+    from bench_core import specs, suite
+
+    for name in (*specs.AXES, *specs.SUITE_KEYS, "seed"):
+        assert name in specs.RESERVED_NAMES, name
+    assert suite.AXES is specs.AXES and suite.SUITE_KEYS is specs.SUITE_KEYS  # one list, owned by specs

@@ -17,6 +17,7 @@ from bench_core.runner import (
     DIVERGENCE_FACTOR,
     ENDED_ABOVE_FACTOR,
     ProblemCache,
+    checks_every_step,
     evaluation_steps,
     run_trial,
     target_resolution,
@@ -364,9 +365,9 @@ def test_target_every_is_the_widest_gap_between_evaluations_where_only_evaluatio
     assert evaluation_steps(50, 7) == [0, 7, 14, 21, 29, 36, 43, 50]
     assert run_trial(noisy, cache).target_every == 8
     problem = cache.get("quadratic", noisy.problem_options, "cpu")
-    assert target_resolution(noisy, problem, None) is None  # a seconds budget: evaluations fall by the clock
+    assert target_resolution(noisy, problem, None, per_step=False) is None  # a seconds budget: by the clock
     deterministic = cache.get("quadratic", noisy.problem_options | {"noise": 0.0}, "cpu")
-    assert target_resolution(noisy, deterministic, None) == 1
+    assert checks_every_step(deterministic) and target_resolution(noisy, deterministic, None, per_step=True) == 1
     # a deterministic problem whose target is another metric is checked at evaluations only
     booth = trial(problem="booth", steps=50, evals=5, catalog=catalog, lr=0.01)
     assert run_trial(booth, cache).target_every == 10
@@ -405,3 +406,156 @@ def test_the_result_records_the_range_of_every_bounded_metric(catalog):
     for name in accuracies:
         assert digits.metric_ranges[name] == [0.0, 1.0]
     assert digits.metric_ranges["train_loss"] == [0.0, math.inf]
+
+
+# An optimizer with evaluation modes, like the schedule-free ones, that logs every call, and a problem that logs
+# its evaluations (and fails the `fail_eval`-th one when that option is set), in one plugin file.
+MODAL_PLUGIN = """
+    import torch
+    from bench_core import OptimizerSpec, Problem, ProblemSpec, hookimpl
+
+    LOG = []
+
+    class RecordingSGD(torch.optim.SGD):
+        log = LOG
+
+        def step(self, closure=None):
+            self.log.append("step")
+            return super().step(closure)
+
+        def eval(self):
+            self.log.append("eval")
+
+        def train(self):
+            self.log.append("train")
+
+    class LoggedLine(Problem):
+        '''f(w) = (w - 3)^2 from w = 0; logs each evaluation.'''
+
+        def __init__(self, device, fail_eval):
+            super().__init__(device)
+            self.fail_eval = fail_eval
+            self.evaluations = 0
+
+        def init_model(self):
+            model = torch.nn.Module()
+            model.w = torch.nn.Parameter(torch.zeros(1))
+            return model
+
+        def batches(self, batch_size, generator):
+            while True:
+                yield None
+
+        def loss(self, model, batch):
+            return ((model.w - 3) ** 2).sum()
+
+        def evaluate(self, model):
+            LOG.append("evaluate")
+            self.evaluations += 1
+            if self.evaluations == self.fail_eval:
+                raise RuntimeError("evaluate failed")
+            return {"train_loss": float(((model.w - 3) ** 2).sum())}
+
+    @hookimpl
+    def optbench_optimizers():
+        return [OptimizerSpec("recording_sgd", RecordingSGD, lr=0.1)]
+
+    @hookimpl
+    def optbench_problems():
+        return [ProblemSpec("logged_line", LoggedLine, options={"fail_eval": 0})]
+"""
+
+
+def test_an_optimizer_with_evaluation_modes_is_switched_to_eval_around_every_evaluation(write_plugin):
+    catalog = load_catalog([write_plugin("modal", MODAL_PLUGIN)])
+    assert catalog.issues == []
+    log = catalog.optimizers["recording_sgd"].optimizer.log
+    steps, evals = 6, 3
+    result = run_trial(trial(problem="logged_line", optimizer="recording_sgd", steps=steps, evals=evals,
+                             catalog=catalog), ProblemCache(catalog))
+    assert result.status == "ok", result.error
+    # train() before the first step; every evaluation (the one at step 0 and the final one too) inside eval()/train()
+    expected, done = ["train"], 0
+    for point in evaluation_steps(steps, evals):
+        expected += ["step"] * (point - done) + ["eval", "evaluate", "train"]
+        done = point
+    assert log == expected
+    assert [point["step"] for point in result.curve] == evaluation_steps(steps, evals)
+
+
+def test_the_optimizer_is_switched_back_to_train_when_evaluate_raises(write_plugin):
+    catalog = load_catalog([write_plugin("modal", MODAL_PLUGIN)])
+    log = catalog.optimizers["recording_sgd"].optimizer.log
+    result = run_trial(trial(problem="logged_line", optimizer="recording_sgd", steps=6, evals=3,
+                             options={"fail_eval": 2}, catalog=catalog), ProblemCache(catalog))
+    assert result.status == "error" and "evaluate failed" in result.error
+    assert log == ["train", "eval", "evaluate", "train", "step", "step", "eval", "evaluate", "train"]
+
+
+def test_a_plain_torch_optimizer_has_no_evaluation_modes_and_trains_as_before(catalog):
+    # the runner switches modes only where eval() and train() exist; torch.optim.Optimizer has neither
+    plain = torch.optim.SGD([torch.zeros(1, requires_grad=True)])
+    assert not hasattr(plain, "eval") and not hasattr(plain, "train")
+    result = run_trial(trial(optimizer="sgd", steps=20, evals=2, options={"noise": 0.0}, catalog=catalog, lr=0.01),
+                       ProblemCache(catalog))
+    assert result.status == "ok" and result.final["train_loss"] < result.curve[0]["train_loss"]
+
+
+SCHEDULE_FREE_PLUGIN = """
+    import pytorch_optimizer
+    from bench_core import OptimizerSpec, Param, hookimpl
+
+    @hookimpl
+    def optbench_optimizers():
+        return [OptimizerSpec("sf_sgd", pytorch_optimizer.ScheduleFreeSGD, lr=0.01,
+                              hyperparams={"momentum": Param(0.9, 0.0, 0.99)})]
+"""
+
+
+def test_a_schedule_free_optimizer_is_scored_at_its_evaluation_iterate(write_plugin):
+    pytorch_optimizer = pytest.importorskip("pytorch_optimizer", reason="needs pytorch-optimizer's ScheduleFreeSGD")
+    if not hasattr(pytorch_optimizer, "ScheduleFreeSGD"):
+        pytest.skip("this pytorch-optimizer has no ScheduleFreeSGD")
+    catalog = load_catalog([write_plugin("schedule_free", SCHEDULE_FREE_PLUGIN)])
+    assert catalog.issues == []
+    steps, evals, lr, momentum, seed = 60, 6, 0.01, 0.9, 0
+    config = trial(problem="quadratic", optimizer="sf_sgd", steps=steps, evals=evals, seed=seed,
+                   options={"noise": 0.0, "dim": 8}, catalog=catalog, lr=lr, momentum=momentum)
+    cache = ProblemCache(catalog)
+    result = run_trial(config, cache)
+    assert result.status == "ok", result.error
+    # its per-step training loss is at the training iterate: the target is checked at evaluations only
+    assert result.target_every == steps // evals
+
+    # By hand: the same start, gradients at the training iterate, and the objective 1/2 sum h x^2 (float64) taken
+    # at the evaluation iterate, switched to with eval() and back with train() around each evaluation point.
+    problem = cache.get("quadratic", config.problem_options, "cpu")
+    h = problem.eigenvalues.double()
+
+    def objective(model) -> float:
+        return float(0.5 * (h * model.x.detach().double() ** 2).sum())
+
+    torch.manual_seed(seed)
+    model = problem.init_model()
+    optimizer = pytorch_optimizer.ScheduleFreeSGD(model.parameters(), lr=lr, momentum=momentum)
+    optimizer.train()
+    batches = problem.batches(1, torch.Generator().manual_seed(seed))
+    points = set(evaluation_steps(steps, evals))
+    at_eval, at_train = {}, {}
+    for step in range(steps + 1):
+        if step in points:
+            at_train[step] = objective(model)
+            optimizer.eval()
+            at_eval[step] = objective(model)
+            optimizer.train()
+        if step == steps:
+            break
+        optimizer.zero_grad()
+        problem.loss(model, next(batches)).backward()
+        optimizer.step()
+
+    assert [point["step"] for point in result.curve] == sorted(at_eval)
+    for point in result.curve:
+        assert point["train_loss"] == pytest.approx(at_eval[point["step"]], rel=1e-5), point["step"]
+    # the two iterates really differ here, so scoring the training iterate would have been caught
+    assert abs(at_train[steps] - at_eval[steps]) > 0.01 * at_eval[steps]
