@@ -16,20 +16,24 @@ a problem whose splits overlap makes its test metric a training metric.
 Optimizer checks (:func:`check_optimizer`), on a fixed least-squares task on the CPU:
 
 ``steps``
-    50 steps at the default hyperparameters move the parameters and lower the loss.
+    200 steps at the default hyperparameters keep the loss finite at every step (a NaN that
+    appears late is caught), move the parameters and lower the loss.
 ``respects_lr``
-    the first step at ``lr / 10`` must move the parameters less than half as far as the
-    first step at ``lr``. (Not ``lr = 0``: some optimizers rightly reject it.) An optimizer
-    that ignores its learning rate moves the same distance and fails.
+    the first ``LR_STEPS`` steps at ``lr / 10`` must move the parameters less than half as
+    far as the same steps at ``lr``. Several steps, not one, so an optimizer whose first step
+    is zero by design (a warm-up or preconditioner that starts at zero) passes, while one
+    that ignores its learning rate moves the same distance and fails. (Not ``lr = 0``: some
+    optimizers rightly reject it.)
 ``param_groups``
-    two groups (the second at a 10x smaller lr) are both kept, and the slow group moves
-    less than half as far as the fast one on identical data.
+    two groups (the second at a 10x smaller lr) are both kept, and over ``LR_STEPS`` steps
+    the slow group moves less than half as far as the fast one on identical data.
 ``state_dict_roundtrip``
     k steps, ``state_dict()`` saved, m more steps; versus a fresh optimizer that loads the
     saved state into the saved parameters and takes the same m steps: bit-identical
     parameters (``torch.equal``). Catches a state dict that drops momentum buffers.
 ``deterministic``
-    two runs under the same seed give bit-identical parameters.
+    two runs under the same seed give bit-identical parameters (NaN equal to NaN: a run that
+    blows up the same way twice is deterministic, and ``steps`` reports the blow-up).
 ``zero_grad``
     all-zero gradients leave the parameters finite (no 0 / 0).
 ``no_grad_params``
@@ -158,6 +162,16 @@ def _train(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], dat
     return losses
 
 
+#: Steps over which ``respects_lr`` and ``param_groups`` measure how far the parameters moved.
+LR_STEPS = 10
+#: Steps of the ``steps`` check: long enough to catch a NaN that appears after the first few dozen.
+TRAIN_STEPS = 200
+
+
+def _moved(params: Sequence[torch.Tensor], start: Sequence[torch.Tensor]) -> float:
+    return sum(float((p.detach() - s).norm()) for p, s in zip(params, start, strict=True))
+
+
 def check_optimizer(spec: OptimizerSpec, devices: Sequence[str] | None = None,
                     hyperparams: dict[str, float] | None = None) -> list[CheckResult]:
     """Run every optimizer check on ``spec`` at its default hyperparameters (or ``hyperparams``).
@@ -174,35 +188,36 @@ def check_optimizer(spec: OptimizerSpec, devices: Sequence[str] | None = None,
     def steps_and_lowers_the_loss() -> None:
         params = _fresh_params(cpu)
         before = [p.detach().clone() for p in params]
-        losses = _train(build(params), params, data, 50)
+        losses = _train(build(params), params, data, TRAIN_STEPS)
+        bad = next((step for step, value in enumerate(losses) if not math.isfinite(value)), None)
+        assert bad is None, f"the loss became non-finite at step {bad}"
         assert any(not torch.equal(p, b) for p, b in zip(params, before, strict=True)), "parameters never changed"
-        assert all(math.isfinite(v) for v in losses), "the loss became non-finite"
         final = float(_loss(params, data).detach())
+        assert math.isfinite(final), f"the loss became non-finite after step {TRAIN_STEPS}"
         assert final < losses[0], \
-            f"50 steps at lr {values['lr']:g} did not lower the loss ({losses[0]:.4g} -> {final:.4g})"
+            f"{TRAIN_STEPS} steps at lr {values['lr']:g} did not lower the loss ({losses[0]:.4g} -> {final:.4g})"
 
     def respects_the_learning_rate() -> None:
         displacement = {}
         for factor in (1.0, 0.1):
             params = _fresh_params(cpu)
             start = [p.detach().clone() for p in params]
-            _train(build(params, lr=values["lr"] * factor), params, data, 1)
-            displacement[factor] = sum(float((p.detach() - s).norm()) for p, s in zip(params, start, strict=True))
-        assert displacement[1.0] > 0, "the first step did not move the parameters"
+            _train(build(params, lr=values["lr"] * factor), params, data, LR_STEPS)
+            displacement[factor] = _moved(params, start)
+        assert displacement[1.0] > 0, f"{LR_STEPS} steps did not move the parameters"
         assert displacement[0.1] < 0.5 * displacement[1.0], (
-            f"a 10x smaller lr moved the parameters {displacement[0.1]:.3g} vs {displacement[1.0]:.3g}: "
-            "the learning rate is not respected")
+            f"a 10x smaller lr moved the parameters {displacement[0.1]:.3g} vs {displacement[1.0]:.3g} in "
+            f"{LR_STEPS} steps: the learning rate is not respected")
 
     def keeps_param_groups() -> None:
         params = _fresh_params(cpu, copies=2)  # two identical copies get identical gradients
         start = [p.detach().clone() for p in params]
         slow = values["lr"] / 10
         optimizer = build([{"params": params[:2]}, {"params": params[2:], "lr": slow}])
-        _train(optimizer, params, data, 1)
+        _train(optimizer, params, data, LR_STEPS)
         assert len(optimizer.param_groups) == 2, f"expected 2 param groups, found {len(optimizer.param_groups)}"
         assert optimizer.param_groups[1]["lr"] == slow, "the second group's learning rate was changed"
-        fast_move = sum(float((p.detach() - s).norm()) for p, s in zip(params[:2], start[:2], strict=True))
-        slow_move = sum(float((p.detach() - s).norm()) for p, s in zip(params[2:], start[2:], strict=True))
+        fast_move, slow_move = _moved(params[:2], start[:2]), _moved(params[2:], start[2:])
         assert slow_move < 0.5 * fast_move, (
             f"the group with a 10x smaller lr moved {slow_move:.3g} vs {fast_move:.3g}: per-group lr ignored")
 
@@ -230,7 +245,8 @@ def check_optimizer(spec: OptimizerSpec, devices: Sequence[str] | None = None,
             params = _fresh_params(cpu)
             _train(build(params), params, data, 10)
             runs.append([p.detach().clone() for p in params])
-        assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True)), "two runs with the same seed differ"
+        same = all(torch.allclose(a, b, rtol=0, atol=0, equal_nan=True) for a, b in zip(*runs, strict=True))
+        assert same, "two runs with the same seed differ"
 
     def copes_with_zero_gradients() -> None:
         params = _fresh_params(cpu)
