@@ -108,6 +108,10 @@ class OptimizerSpec:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     to_kwargs: Callable[[dict[str, float]], dict[str, Any]] | None = None
     description: str = ""
+    #: Conformance checks that do not apply to this optimizer, each with the reason
+    #: (``{"param_groups": "one step size shared by all groups, by design"}``): the kit and
+    #: ``optbench check-plugin`` show them as skipped with that reason.
+    exempt: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A bad spec does not raise here, inside the plugin's hook, where it would take the plugin's
@@ -144,6 +148,7 @@ class OptimizerSpec:
         clash = set(self.fixed) & ({"lr"} | set(hyperparams))
         if clash:
             raise ValueError(f"optimizer {self.name!r}: {sorted(clash)[0]!r} is both fixed and a hyperparameter")
+        object.__setattr__(self, "exempt", _exemptions(self.exempt, f"optimizer {self.name!r}"))
         object.__setattr__(self, "lr", lr)
         object.__setattr__(self, "hyperparams", MappingProxyType(hyperparams))
         object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
@@ -166,6 +171,14 @@ class OptimizerSpec:
         values.update(hyperparams or {})
         kwargs = self.to_kwargs(dict(values)) if self.to_kwargs else values
         return self.optimizer(params, **kwargs, **self.fixed)
+
+
+def _exemptions(exempt: Any, owner: str) -> Mapping[str, str]:
+    """Check an ``exempt`` mapping: check name -> a non-empty reason."""
+    if not isinstance(exempt, Mapping) or not all(
+            isinstance(name, str) and isinstance(reason, str) and reason.strip() for name, reason in exempt.items()):
+        raise ValueError(f"{owner}: exempt must map check names to a reason, got {exempt!r}")
+    return MappingProxyType(dict(exempt))
 
 
 def betas_to_kwargs(values: dict[str, float]) -> dict[str, Any]:
@@ -379,9 +392,12 @@ class ProblemSpec:
     description: str = ""
     batch_size: int = 32
     budget: Budget = Budget("steps", 500)
+    #: Conformance checks that do not apply to this problem, each with the reason (see OptimizerSpec.exempt).
+    exempt: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name("problem", self.name)
+        object.__setattr__(self, "exempt", _exemptions(self.exempt, f"problem {self.name!r}"))
         if not callable(self.build):
             raise ValueError(f"problem {self.name!r}: 'build' must be callable")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:

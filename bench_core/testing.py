@@ -62,7 +62,7 @@ import copy
 import dataclasses
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,17 @@ def _run(name: str, check: Callable[[], None]) -> CheckResult:
     except Exception as error:  # a crash in the plugin is a failed check, not a crashed kit
         return CheckResult(name, False, f"raised {type(error).__name__}: {_one_line(error)}")
     return CheckResult(name, True)
+
+
+def _run_all(checks: Sequence[tuple[str, Callable[[], None]]], exempt: Mapping[str, str],
+             owner: str) -> list[CheckResult]:
+    """Run the checks, skipping the exempted ones with their reason; an exemption naming no check is an error."""
+    names = [name for name, _ in checks]
+    unknown = sorted(set(exempt) - set(names))
+    if unknown:
+        raise ValueError(f"{owner}: exempt names no check {unknown[0]!r} (checks: {', '.join(names)})")
+    return [CheckResult(name, True, f"not applicable: {exempt[name]}", skipped=True) if name in exempt
+            else _run(name, check) for name, check in checks]
 
 
 def _one_line(error: BaseException) -> str:
@@ -173,10 +184,12 @@ def _moved(params: Sequence[torch.Tensor], start: Sequence[torch.Tensor]) -> flo
 
 
 def check_optimizer(spec: OptimizerSpec, devices: Sequence[str] | None = None,
-                    hyperparams: dict[str, float] | None = None) -> list[CheckResult]:
+                    hyperparams: dict[str, float] | None = None,
+                    exempt: Mapping[str, str] | None = None) -> list[CheckResult]:
     """Run every optimizer check on ``spec`` at its default hyperparameters (or ``hyperparams``).
 
     ``devices`` defaults to the CPU plus CUDA when it is available; the other checks run on the CPU.
+    Checks named in ``spec.exempt`` or ``exempt`` (check name -> reason) are skipped with the reason.
     """
     values = spec.defaults() | dict(hyperparams or {})
     cpu = torch.device("cpu")
@@ -281,7 +294,7 @@ def check_optimizer(spec: OptimizerSpec, devices: Sequence[str] | None = None,
               ("no_grad_params", skips_parameters_without_gradient)]
     for device in devices or ["cpu", "cuda"]:
         checks.append((f"device_{device}", runs_on(device)))
-    return [_run(name, check) for name, check in checks]
+    return _run_all(checks, dict(spec.exempt) | dict(exempt or {}), f"optimizer {spec.name!r}")
 
 
 def assert_optimizer_conforms(spec: OptimizerSpec, **kwargs: Any) -> None:
@@ -315,8 +328,11 @@ def _row_hashes(X: torch.Tensor) -> set[str]:
 
 def check_problem(spec: ProblemSpec, options: dict[str, Any] | None = None, device: str = "cpu",
                   reach_target: bool = True, reference: OptimizerSpec | None = None,
-                  reference_lrs: Sequence[float] = REFERENCE_LRS) -> list[CheckResult]:
+                  reference_lrs: Sequence[float] = REFERENCE_LRS,
+                  exempt: Mapping[str, str] | None = None) -> list[CheckResult]:
     """Run every problem check on ``spec`` built with its default options (updated by ``options``).
+
+    Checks named in ``spec.exempt`` or ``exempt`` (check name -> reason) are skipped with the reason.
 
     ``reach_target`` adds the slow check: a reference optimizer (Adam unless ``reference`` is
     given) trained by the real harness for the spec's default budget and batch size reaches
@@ -427,9 +443,10 @@ def check_problem(spec: ProblemSpec, options: dict[str, Any] | None = None, devi
     checks = [("builds", builds), ("batches", batches_have_the_declared_shape),
               ("deterministic_data", data_is_deterministic), ("finite_loss_at_init", loss_is_finite_at_init),
               ("metrics", metrics_are_reported), ("disjoint_splits", splits_are_disjoint)]
-    if reach_target:
+    exempt = dict(spec.exempt) | dict(exempt or {})
+    if reach_target or "target_reachable" in exempt:
         checks.append(("target_reachable", target_is_reachable))
-    return [_run(name, check) for name, check in checks]
+    return _run_all(checks, exempt, f"problem {spec.name!r}")
 
 
 def assert_problem_conforms(spec: ProblemSpec, **kwargs: Any) -> None:

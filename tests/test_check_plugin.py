@@ -64,3 +64,20 @@ def test_help_names_the_options():
     assert done.returncode == 0
     for option in ("NAME", "--plugins", "--skip-slow", "--device"):
         assert option in done.stdout
+
+
+def test_an_exempted_check_is_skipped_with_its_reason_and_check_plugin_exits_0(tmp_path):
+    path = tmp_path / "shared_step.py"
+    source = PLANTED.read_text().replace(
+        'OptimizerSpec("stubborn", IgnoresLr, lr=0.05)',
+        'OptimizerSpec("stubborn", IgnoresLr, lr=0.05, exempt={"respects_lr": "a fixed step by design", '
+        '"param_groups": "one step for every group"})')
+    assert source != PLANTED.read_text()
+    path.write_text(source)
+    done = optbench("check-plugin", "stubborn", "--plugins", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    skipped = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if "| SKIP" in line}
+    assert {"respects_lr", "param_groups"} <= set(skipped) <= {"respects_lr", "param_groups", "device_cuda"}
+    assert "not applicable: a fixed step by design" in skipped["respects_lr"]
+    assert "not applicable: one step for every group" in skipped["param_groups"]
+    assert "FAIL" not in done.stdout

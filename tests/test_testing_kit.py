@@ -231,3 +231,17 @@ def test_mine(check_optimizer):
     assert done.returncode == 1, done.stdout
     assert "1 failed, 1 passed" in done.stdout
     assert "stubborn fails 2 check(s): respects_lr:" in done.stdout
+
+
+def test_exemptions_skip_a_check_with_its_reason_and_a_wrong_name_is_refused():
+    spec = OptimizerSpec("planted", IgnoresLr, lr=0.05, exempt={"respects_lr": "steps a fixed distance"})
+    results = {r.name: r for r in check_optimizer(spec, devices=["cpu"], exempt={"param_groups": "one shared step"})}
+    assert results["respects_lr"].skipped and results["respects_lr"].reason == "not applicable: steps a fixed distance"
+    assert results["param_groups"].skipped and results["param_groups"].reason == "not applicable: one shared step"
+    assert all(r.passed for r in results.values())
+    assert_optimizer_conforms(spec, devices=["cpu"], exempt={"param_groups": "one shared step"})
+    with pytest.raises(ValueError, match="exempt names no check 'respect_lr'"):
+        check_optimizer(OptimizerSpec("typo", IgnoresLr, exempt={"respect_lr": "x"}), devices=["cpu"])
+    bad = OptimizerSpec("empty", IgnoresLr, exempt={"respects_lr": " "})
+    with pytest.raises(ValueError, match="exempt must map check names to a reason"):
+        bad.validate()
