@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check an optimizer, a problem, or every optimizer and problem of a plugin against the "
         "conformance kit (bench_core.testing) and print a pass/fail table with the reason for each failure. "
         "Exits 1 if any check failed.")
-    check.add_argument("name", metavar="NAME", help="an optimizer, problem or plugin name (see optbench list)")
+    check.add_argument("name", metavar="NAME", help="an optimizer, problem or plugin name (see optbench list), or "
+                       "the path of a plugin file (loaded as with --plugins)")
     check.add_argument("--skip-slow", action="store_true",
                        help="skip the slow check that trains a reference optimizer to each problem's target")
     check.add_argument("--device", default="cpu", help="device for the problem checks (default: cpu)")
@@ -323,6 +324,11 @@ def cmd_check_plugin(args: argparse.Namespace) -> int:
     from bench_core.testing import check_optimizer, check_problem, format_table
 
     _use_data_dir(args)
+    given = Path(args.name).expanduser()
+    if given.suffix == ".py" and given.is_file():  # a plugin file, as given (relative or not): load and check it
+        args.name = str(given.resolve())
+        if args.name not in {str(Path(p).expanduser().resolve()) for p in args.plugins}:
+            args.plugins = [*args.plugins, args.name]
     catalog = _load(args)
     targets = [(kind, name) for (kind, name), plugin in catalog.origin.items()
                if plugin == args.name and kind in ("optimizer", "problem")]

@@ -81,3 +81,12 @@ def test_an_exempted_check_is_skipped_with_its_reason_and_check_plugin_exits_0(t
     assert "not applicable: a fixed step by design" in skipped["respects_lr"]
     assert "not applicable: one step for every group" in skipped["param_groups"]
     assert "FAIL" not in done.stdout
+
+
+def test_a_plugin_file_is_checked_by_the_path_as_given(tmp_path):
+    shutil.copy(PLANTED, tmp_path / "stubborn.py")
+    done = subprocess.run([sys.executable, "-m", "bench_core.cli", "check-plugin", "stubborn.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"OPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert done.returncode == 1, done.stdout + done.stderr  # the planted optimizer fails, but it was found
+    assert f"optimizer stubborn (plugin {tmp_path / 'stubborn.py'}): fails 2 check(s)" in done.stdout
