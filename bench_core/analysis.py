@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 
@@ -33,8 +34,9 @@ class Entry:
     #: Per-seed selection metric of the chosen configuration's finished (``ok``) seeds.
     selected: pd.Series
 
-    @property
+    @cached_property
     def ok(self) -> pd.DataFrame:
+        """The chosen configuration's finished (``ok``) seeds."""
         return self.runs[self.runs["status"] == "ok"]
 
     def count(self, status: str) -> int:
@@ -42,14 +44,15 @@ class Entry:
         return int((self.all_runs["status"] == status).sum())
 
     @property
-    def steps_to_target(self) -> float:
-        """Median over seeds of steps to target, a missed seed counting as never (``inf``)."""
-        values = self.runs["steps_to_target"].where(self.runs["status"] == "ok").astype(float).fillna(math.inf)
-        return float(values.median()) if len(values) else math.inf
+    def reached(self) -> int:
+        """Finished seeds that reached the target."""
+        return int(self.ok["steps_to_target"].notna().sum())
 
     @property
-    def reached(self) -> int:
-        return int(self.ok["steps_to_target"].notna().sum())
+    def median_reached(self) -> float:
+        """Median steps to target over the seeds that reached it; NaN when none did."""
+        reached = self.ok["steps_to_target"].dropna()
+        return float(reached.median()) if len(reached) else math.nan
 
 
 def leaderboard(trials: pd.DataFrame) -> list[Entry]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench_core.analysis import Entry, leaderboard
+from bench_core.analysis import leaderboard
 from bench_core.configuration import selection_metric, with_identity
 from bench_core.report import value_cell
 from bench_core.stats import distinguishable
@@ -42,8 +42,7 @@ def compare_results(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         entries_b = {e.optimizer: e for e in leaderboard(side_b)}
         for optimizer in sorted(set(entries_a) & set(entries_b)):
             values = {"a": entries_a[optimizer].selected, "b": entries_b[optimizer].selected}
-            steps = {label: _median_reached(entry) for label, entry in (("a", entries_a[optimizer]),
-                                                                         ("b", entries_b[optimizer]))}
+            steps = {"a": entries_a[optimizer].median_reached, "b": entries_b[optimizer].median_reached}
             different = distinguishable(values["a"], values["b"])
             if different is None:
                 verdict = "unknown"
@@ -57,11 +56,6 @@ def compare_results(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                          "steps_a": steps["a"], "steps_b": steps["b"], "verdict": verdict})
     return pd.DataFrame(rows, columns=["problem", "optimizer", "metric", "a", "b", "a_mean", "b_mean", "steps_a",
                                        "steps_b", "verdict"])
-
-
-def _median_reached(entry: Entry) -> float:
-    reached = entry.ok["steps_to_target"].dropna()
-    return float(reached.median()) if len(reached) else math.nan
 
 
 def write_comparison(path_a: Path, path_b: Path, out_dir: Path) -> Path:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from bench_core.catalog import Catalog
+
+T = TypeVar("T")
 
 __all__ = ["ReportContext", "anchor", "heading", "interval_cell", "number", "seeds_cell", "slug", "value_cell",
            "write_report"]
@@ -57,6 +60,8 @@ class ReportContext:
     #: Whether the suite is a learning-rate range test (sweep sections then stay out).
     range_test: bool = False
     _built: dict[str, Any] = field(default_factory=dict, repr=False)
+    _by_variant: dict[str, pd.DataFrame] | None = field(default=None, repr=False)
+    _analysed: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @property
     def sweep(self) -> bool:
@@ -65,9 +70,23 @@ class ReportContext:
 
     def variants(self) -> list[tuple[str, pd.DataFrame]]:
         """``(label, trials)`` per problem variant, sorted by label: the unit every comparison is made within."""
-        if self.trials.empty:
-            return []
-        return [(str(label), rows) for label, rows in self.trials.groupby("variant", sort=True)]
+        if self._by_variant is None:
+            self._by_variant = {} if self.trials.empty else {
+                str(label): rows for label, rows in self.trials.groupby("variant", sort=True)}
+        return list(self._by_variant.items())
+
+    def analysed(self, function: Callable[..., T], variant: str | None, *args: Any) -> T:
+        """``function(trials, *args)`` on one variant's trials (every trial for ``None``), once per report.
+
+        The leaderboards, batch-size tables and setting effects that several sections and the
+        findings read are computed on first use and shared, so a finding and the table it cites
+        stand on the very same numbers. Treat the answer as read-only.
+        """
+        key = (function.__module__, function.__qualname__, variant, args)
+        if key not in self._analysed:
+            trials = self.trials if variant is None else dict(self.variants())[variant]
+            self._analysed[key] = function(trials, *args)
+        return self._analysed[key]
 
     def style(self, optimizer: str) -> Style:
         """The optimizer's style; a name outside the suite gets the next free one, leaving the others as they are."""

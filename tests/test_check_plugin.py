@@ -90,3 +90,15 @@ def test_a_plugin_file_is_checked_by_the_path_as_given(tmp_path):
                           env=os.environ | {"OPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert done.returncode == 1, done.stdout + done.stderr  # the planted optimizer fails, but it was found
     assert f"optimizer stubborn (plugin {tmp_path / 'stubborn.py'}): fails 2 check(s)" in done.stdout
+
+
+def test_an_exemption_naming_no_check_is_a_one_line_error(tmp_path):
+    path = tmp_path / "typo.py"
+    typo = 'OptimizerSpec("stubborn", IgnoresLr, lr=0.05, exempt={"respect_lr": "x"})'
+    path.write_text(PLANTED.read_text().replace('OptimizerSpec("stubborn", IgnoresLr, lr=0.05)', typo))
+    done = optbench("check-plugin", "stubborn", "--plugins", str(path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "optbench: error: check-plugin: optimizer 'stubborn': exempt names no check 'respect_lr' (checks: steps, "
+        "respects_lr, param_groups, state_dict_roundtrip, deterministic, zero_grad, no_grad_params, device_cpu, "
+        "device_cuda)"]

@@ -29,15 +29,17 @@ FLAKY_PROBLEM = """
     import torch
     from bench_core import Problem, ProblemSpec, Target, hookimpl
 
+    LOG = []  # "evaluate" for every evaluation, for the tests of when the runner evaluates
+
     class Line(Problem):
-        '''f(w) = (w - 3)^2 + offset from w = 0; its loss raises after `fail_after` steps when that option is set.'''
+        '''f(w) = (w - 3)^2 + offset from w = 0; logs each evaluation. When set, its loss raises after
+        `fail_after` steps and its `fail_eval`-th evaluation raises.'''
         target = Target("train_loss", 1e-2)
 
-        def __init__(self, device, fail_after, offset):
+        def __init__(self, device, fail_after, offset, fail_eval):
             super().__init__(device)
-            self.fail_after = fail_after
-            self.offset = offset
-            self.calls = 0
+            self.fail_after, self.offset, self.fail_eval = fail_after, offset, fail_eval
+            self.calls = self.evaluations = 0
 
         def init_model(self):
             model = torch.nn.Module()
@@ -55,11 +57,15 @@ FLAKY_PROBLEM = """
             return ((model.w - 3) ** 2).sum() + self.offset
 
         def evaluate(self, model):
+            LOG.append("evaluate")
+            self.evaluations += 1
+            if self.evaluations == self.fail_eval:
+                raise RuntimeError("evaluate failed")
             return {"train_loss": float(((model.w - 3) ** 2).sum()) + self.offset}
 
     @hookimpl
     def optbench_problems():
-        return [ProblemSpec("line", Line, options={"fail_after": 0, "offset": 0.0})]
+        return [ProblemSpec("line", Line, options={"fail_after": 0, "offset": 0.0, "fail_eval": 0})]
 """
 
 
@@ -408,13 +414,10 @@ def test_the_result_records_the_range_of_every_bounded_metric(catalog):
     assert digits.metric_ranges["train_loss"] == [0.0, math.inf]
 
 
-# An optimizer with evaluation modes, like the schedule-free ones, that logs every call, and a problem that logs
-# its evaluations (and fails the `fail_eval`-th one when that option is set), in one plugin file.
-MODAL_PLUGIN = """
-    import torch
-    from bench_core import OptimizerSpec, Problem, ProblemSpec, hookimpl
-
-    LOG = []
+# An optimizer with evaluation modes, like the schedule-free ones, that logs every call into the same log as
+# the line problem's evaluations, in one plugin file.
+MODAL_PLUGIN = FLAKY_PROBLEM + """
+    from bench_core import OptimizerSpec
 
     class RecordingSGD(torch.optim.SGD):
         log = LOG
@@ -429,40 +432,9 @@ MODAL_PLUGIN = """
         def train(self):
             self.log.append("train")
 
-    class LoggedLine(Problem):
-        '''f(w) = (w - 3)^2 from w = 0; logs each evaluation.'''
-
-        def __init__(self, device, fail_eval):
-            super().__init__(device)
-            self.fail_eval = fail_eval
-            self.evaluations = 0
-
-        def init_model(self):
-            model = torch.nn.Module()
-            model.w = torch.nn.Parameter(torch.zeros(1))
-            return model
-
-        def batches(self, batch_size, generator):
-            while True:
-                yield None
-
-        def loss(self, model, batch):
-            return ((model.w - 3) ** 2).sum()
-
-        def evaluate(self, model):
-            LOG.append("evaluate")
-            self.evaluations += 1
-            if self.evaluations == self.fail_eval:
-                raise RuntimeError("evaluate failed")
-            return {"train_loss": float(((model.w - 3) ** 2).sum())}
-
     @hookimpl
     def optbench_optimizers():
         return [OptimizerSpec("recording_sgd", RecordingSGD, lr=0.1)]
-
-    @hookimpl
-    def optbench_problems():
-        return [ProblemSpec("logged_line", LoggedLine, options={"fail_eval": 0})]
 """
 
 
@@ -471,7 +443,7 @@ def test_an_optimizer_with_evaluation_modes_is_switched_to_eval_around_every_eva
     assert catalog.issues == []
     log = catalog.optimizers["recording_sgd"].optimizer.log
     steps, evals = 6, 3
-    result = run_trial(trial(problem="logged_line", optimizer="recording_sgd", steps=steps, evals=evals,
+    result = run_trial(trial(problem="line", optimizer="recording_sgd", steps=steps, evals=evals,
                              catalog=catalog), ProblemCache(catalog))
     assert result.status == "ok", result.error
     # train() before the first step; every evaluation (the one at step 0 and the final one too) inside eval()/train()
@@ -486,7 +458,7 @@ def test_an_optimizer_with_evaluation_modes_is_switched_to_eval_around_every_eva
 def test_the_optimizer_is_switched_back_to_train_when_evaluate_raises(write_plugin):
     catalog = load_catalog([write_plugin("modal", MODAL_PLUGIN)])
     log = catalog.optimizers["recording_sgd"].optimizer.log
-    result = run_trial(trial(problem="logged_line", optimizer="recording_sgd", steps=6, evals=3,
+    result = run_trial(trial(problem="line", optimizer="recording_sgd", steps=6, evals=3,
                              options={"fail_eval": 2}, catalog=catalog), ProblemCache(catalog))
     assert result.status == "error" and "evaluate failed" in result.error
     assert log == ["train", "eval", "evaluate", "train", "step", "step", "eval", "evaluate", "train"]

@@ -47,7 +47,7 @@ def optbench_report_section(report: ReportContext) -> str | None:
 
 
 def variant_part(report: ReportContext, variant: str, trials: pd.DataFrame) -> list[str]:
-    data = batch_scaling(trials)
+    data = report.analysed(batch_scaling, variant)
     critical = {optimizer: critical_batch_size(rows) for optimizer, rows in data.groupby("optimizer")}
     table = [[r.optimizer, r.batch_size, f"{r.steps:g}" if math.isfinite(r.steps) else "not reached", number(r.lr),
               number(r.throughput), critical[r.optimizer] if critical[r.optimizer] is not None else "–"]

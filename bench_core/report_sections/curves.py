@@ -33,7 +33,7 @@ def plot(report: ReportContext, variant: str, trials) -> str | None:
     figure = report.figure()
     ax = figure.subplots()
     drawn = False
-    for entry in leaderboard(trials):
+    for entry in report.analysed(leaderboard, variant):
         points = curves[curves["trial_id"].isin(entry.runs["trial_id"])]
         if points.empty:
             continue

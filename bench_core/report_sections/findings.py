@@ -60,7 +60,7 @@ def default_optimizer(report: ReportContext) -> list[str]:
     trials = report.trials
     if DEFAULT_OPTIMIZER not in set(trials["optimizer"]) or trials["optimizer"].nunique() < 2:
         return []
-    costs = summary.costs(trials)
+    costs = report.analysed(summary.costs, None)
     costs = costs[np.isfinite(costs.to_numpy(dtype=float)).any(axis=1)]  # problems some optimizer solved
     if costs.empty:
         return []
@@ -83,7 +83,7 @@ def default_optimizer(report: ReportContext) -> list[str]:
 def winners(report: ReportContext) -> list[str]:
     out = []
     for variant, trials in report.variants():
-        ranked = leaderboard(trials)
+        ranked = report.analysed(leaderboard, variant)
         entries = [e for e in ranked if len(e.selected) >= 2]
         if len(entries) < 2 or entries[0].optimizer != ranked[0].optimizer:
             continue  # the leader has too few finished seeds to judge
@@ -123,8 +123,8 @@ def momentum(report: ReportContext) -> list[str]:
         if not {with_momentum, without} <= names:
             continue
         verdicts: dict[str, list[str]] = {"better": [], "same": [], "worse": []}
-        for variant, trials in report.variants():
-            entries = {e.optimizer: e for e in leaderboard(trials)}
+        for variant, _ in report.variants():
+            entries = {e.optimizer: e for e in report.analysed(leaderboard, variant)}
             if with_momentum in entries and without in entries:
                 verdict = _compare(entries[with_momentum].selected, entries[without].selected)
                 if verdict:
@@ -138,7 +138,7 @@ def momentum(report: ReportContext) -> list[str]:
     for variant, trials in report.variants():
         if "hp.momentum" not in trials:
             continue
-        effects = setting_effects(trials, "hp.momentum")
+        effects = report.analysed(setting_effects, variant, "hp.momentum")
         for optimizer, rows in effects.groupby("optimizer"):
             zero, rest = rows[rows["value"] == 0], rows[rows["value"] > 0]
             if zero.empty or rest.empty or not math.isfinite(rest["score"].min()):
@@ -160,7 +160,7 @@ def batch_sizes(report: ReportContext) -> list[str]:
         sizes = sorted(trials["batch_size"].dropna().unique())
         if len(sizes) < 2:
             continue
-        data = batch_scaling(trials)
+        data = report.analysed(batch_scaling, variant)
         small, large = int(sizes[0]), int(sizes[-1])
         parts, stalls = [], {}
         for optimizer, rows in data.groupby("optimizer"):
@@ -195,7 +195,7 @@ def schedules(report: ReportContext) -> list[str]:
         if trials.groupby("optimizer")["schedule"].nunique().max() < 2:
             continue
         verdicts: dict[str, list[str]] = {}
-        for optimizer, rows in setting_effects(trials, "schedule").groupby("optimizer"):
+        for optimizer, rows in report.analysed(setting_effects, variant, "schedule").groupby("optimizer"):
             constant, others = rows[rows["value"] == "constant"], rows[rows["value"] != "constant"]
             if constant.empty or others.empty or not math.isfinite(others["score"].min()):
                 continue

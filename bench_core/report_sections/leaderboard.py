@@ -45,7 +45,7 @@ def variant_table(report: ReportContext, variant: str, trials: pd.DataFrame, ini
     tests = [c for c in ("final.test_loss", "final.test_accuracy") if c in trials and trials[c].notna().any()]
     headline = tests[-1] if tests else metric
     bounds = report.metric_range(trials, headline)
-    entries = leaderboard(trials)
+    entries = report.analysed(leaderboard, variant)
     rows = []
     for entry in entries:
         ok = entry.ok
@@ -92,10 +92,9 @@ def failed_cell(entry: Entry) -> str:
 
 
 def _steps_cell(entry: Entry) -> str:
-    reached = entry.ok["steps_to_target"].dropna()
-    if not len(reached):
+    if not entry.reached:
         return f"– (0/{len(entry.runs)})"
-    return f"{reached.median():g} ({len(reached)}/{len(entry.runs)})"
+    return f"{entry.median_reached:g} ({entry.reached}/{len(entry.runs)})"
 
 
 def _ended_above_mark(entry: Entry, initial: pd.Series) -> str:

@@ -41,7 +41,7 @@ def optbench_report_section(report: ReportContext) -> str | None:
     for variant, trials in report.variants():
         metric = selection_metric(trials).removeprefix("final.")
         for column in varied_settings(trials):
-            effects = setting_effects(trials, column)
+            effects = report.analysed(setting_effects, variant, column)
             table = []
             for optimizer, rows in effects.groupby("optimizer", sort=True):
                 best = rows.loc[rows["score"].idxmin()] if math.isfinite(rows["score"].min()) else None

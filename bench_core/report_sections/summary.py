@@ -35,7 +35,7 @@ def optbench_report_section(report: ReportContext) -> str | None:
     if variants < 2 or optimizers < 2:
         return "\n".join([*parts, "Performance profiles need at least two problems and two optimizers; this suite "
                           f"has {variants} and {optimizers}."])
-    table_costs = costs(trials)
+    table_costs = report.analysed(costs, None)
     solved_any = int(np.isfinite(table_costs.to_numpy(dtype=float)).any(axis=1).sum())
     summary = profile_summary(table_costs)
     table = [[name, f"{row.wins:.0%}", f"{row.within_2x:.0%}", f"{row.solved:.0%}"]

@@ -35,7 +35,7 @@ def optbench_report_section(report: ReportContext) -> str | None:
         if points.empty:
             continue
         paths = {}
-        for entry in leaderboard(trials):
+        for entry in report.analysed(leaderboard, variant):
             first = entry.runs.sort_values("seed").iloc[0]
             path = points[points["trial_id"] == first["trial_id"]].sort_values("step")
             if len(path):
