@@ -112,6 +112,10 @@ class OptimizerSpec:
     #: (``{"param_groups": "one step size shared by all groups, by design"}``): the kit and
     #: ``optbench check-plugin`` show them as skipped with that reason.
     exempt: Mapping[str, str] = field(default_factory=dict)
+    #: ``True`` for an optimizer whose ``step`` needs a closure that re-evaluates the loss
+    #: (``torch.optim.LBFGS``, sharpness-aware minimisation): the runner and the kit then
+    #: call ``step(closure)``, and count every evaluation the closure makes.
+    needs_closure: bool = False
 
     def __post_init__(self) -> None:
         # A bad spec does not raise here, inside the plugin's hook, where it would take the plugin's

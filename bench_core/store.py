@@ -30,7 +30,9 @@ Schema versions (``PRAGMA user_version``). Version 1 had no ``target_every``, ``
 or ``metric_ranges`` columns; version 2 added them. Opening a version-1 file migrates it
 in place, in one transaction, keeping every row: its trials read back with
 ``target_every`` NaN (unknown), ``reason`` None and ``metric_ranges`` ``{}``. A file of a
-newer version than this optbench knows is refused untouched.
+newer version than this optbench knows is refused untouched. Version 3 added
+``gradient_evaluations`` (NULL, read as NaN, for older trials: one per step) and
+``fingerprint`` (``{}`` for older trials: unknown).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from bench_core.errors import UserError
 from bench_core.trial import TrialConfig, TrialResult
 
 #: Bump on any change to the tables below, and teach :meth:`Store._open_schema` to migrate.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``PRAGMA application_id`` ("OPTB"): tells our files from other SQLite databases.
 APPLICATION_ID = 0x4F505442
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -89,7 +91,9 @@ CREATE TABLE trials (
     finished_at TEXT NOT NULL,
     target_every INTEGER,
     reason TEXT,
-    metric_ranges TEXT NOT NULL DEFAULT '{}'
+    metric_ranges TEXT NOT NULL DEFAULT '{}',
+    gradient_evaluations INTEGER,
+    fingerprint TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE runs (
     run_id INTEGER PRIMARY KEY,
@@ -111,17 +115,20 @@ MIGRATIONS = {
     1: ("ALTER TABLE trials ADD COLUMN target_every INTEGER",
         "ALTER TABLE trials ADD COLUMN reason TEXT",
         "ALTER TABLE trials ADD COLUMN metric_ranges TEXT NOT NULL DEFAULT '{}'"),
+    2: ("ALTER TABLE trials ADD COLUMN gradient_evaluations INTEGER",
+        "ALTER TABLE trials ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '{}'"),
 }
 
 #: Result columns of ``trials()`` in order, as stored (``ran_on``: the device the trial really used).
-RESULT_COLUMNS = ("status", "reason", "steps", "samples", "steps_to_target", "samples_to_target",
-                  "seconds_to_target", "target_every", "train_seconds", "wall_seconds", "samples_per_second")
+RESULT_COLUMNS = ("status", "reason", "steps", "gradient_evaluations", "samples", "steps_to_target",
+                  "samples_to_target", "seconds_to_target", "target_every", "train_seconds", "wall_seconds",
+                  "samples_per_second")
 #: Result columns read back as float (NaN where missing).
-FLOAT_COLUMNS = ("steps_to_target", "samples_to_target", "seconds_to_target", "target_every", "train_seconds",
-                 "wall_seconds", "samples_per_second")
+FLOAT_COLUMNS = ("gradient_evaluations", "steps_to_target", "samples_to_target", "seconds_to_target", "target_every",
+                 "train_seconds", "wall_seconds", "samples_per_second")
 TAIL_COLUMNS = ("error", "ran_on", "finished_at", "config")
 #: Integer columns that may be missing: float with NaN in frames (pandas' usual missing value).
-NULLABLE_INTEGERS = ("batch_size", "steps_to_target", "samples_to_target", "target_every")
+NULLABLE_INTEGERS = ("batch_size", "gradient_evaluations", "steps_to_target", "samples_to_target", "target_every")
 CURVE_COLUMNS = ("step", "samples", "seconds", "lr")
 
 
@@ -284,6 +291,8 @@ class Store:
             "target_every": _integer(result.target_every),
             "reason": result.reason,
             "metric_ranges": _dumps(result.metric_ranges),
+            "gradient_evaluations": _integer(result.gradient_evaluations),
+            "fingerprint": _dumps(result.fingerprint),
         }
         names = ", ".join(row)
         marks = ", ".join(f":{name}" for name in row)
@@ -332,10 +341,11 @@ class Store:
         Columns: ``trial_id, problem, optimizer``, one ``hp.<name>`` per hyperparameter,
         ``batch_size, schedule``, ``sched.<name>`` and ``opt.<name>`` for schedule and
         problem options, ``seed, device, evals, budget_unit, budget_amount``, the result
-        scalars (``status, reason, steps, samples, steps_to_target, samples_to_target,
+        scalars (``status, reason, steps, gradient_evaluations, samples, steps_to_target, samples_to_target,
         seconds_to_target, target_every, train_seconds, wall_seconds, samples_per_second``),
         ``final.<metric>`` and ``best.<metric>``, ``metric_ranges`` (a dict per row: metric
-        -> ``[low, high]``, ``{}`` for trials stored before it was recorded), then ``error,
+        -> ``[low, high]``, ``{}`` for trials stored before it was recorded), ``fingerprint`` (a
+        dict per row: what code produced the trial, ``{}`` where unknown), then ``error,
         ran_on, finished_at`` (UTC) and ``config`` (the canonical JSON, for
         :meth:`TrialConfig.from_json`). ``target_every`` is NaN where unknown, ``reason``
         None unless the trial diverged (and for trials stored before it was recorded).
@@ -344,7 +354,7 @@ class Store:
         are JSON text so that columns stay groupable.
         """
         columns = ", ".join(f"t.{name}" for name in ("trial_id", *RESULT_COLUMNS, "final", "best", "metric_ranges",
-                                                     *TAIL_COLUMNS))
+                                                     "fingerprint", *TAIL_COLUMNS))
         base = self._read(f"SELECT {columns} FROM trials t {_suite_filter(suite)} "
                           "ORDER BY t.finished_at, t.trial_id", suite)
         configs = [json.loads(text) for text in base["config"]]
@@ -376,7 +386,8 @@ class Store:
             identity, result,
             _prefixed(base.index, [json.loads(text) for text in base["final"]], "final.", numeric=True),
             _prefixed(base.index, [json.loads(text) for text in base["best"]], "best.", numeric=True),
-            pd.DataFrame({"metric_ranges": [json.loads(text) for text in base["metric_ranges"]]},
+            pd.DataFrame({"metric_ranges": [json.loads(text) for text in base["metric_ranges"]],
+                          "fingerprint": [json.loads(text) for text in base["fingerprint"]]},
                          index=base.index, dtype=object),
             tail,
         ]

@@ -96,6 +96,11 @@ class TrialResult:
     ``metric_ranges`` holds the known range ``[low, high]`` of each metric in ``final``
     whose range is not the whole real line (``Problem.metric_range``; bounds may be
     infinite), e.g. ``{"valid_accuracy": [0.0, 1.0], "train_loss": [-78.33, inf]}``.
+
+    ``gradient_evaluations`` counts the forward/backward passes training made: ``steps``
+    for an ordinary optimizer, more for one that re-evaluates the loss through a closure
+    (L-BFGS). ``fingerprint`` records what code produced the trial (see
+    :mod:`bench_core.fingerprint`).
     """
 
     trial_id: str
@@ -116,6 +121,8 @@ class TrialResult:
     target_every: int | None = None
     reason: str | None = None
     metric_ranges: dict[str, list[float]] = field(default_factory=dict)
+    gradient_evaluations: int | None = None
+    fingerprint: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -331,6 +331,7 @@ def test_a_version_1_file_is_migrated_in_place_keeping_every_row(tmp_path):
             for name, value in result.final.items():
                 assert same(value, row[f"final.{name}"])
             assert math.isnan(row["target_every"]) and row["reason"] is None and row["metric_ranges"] == {}
+            assert math.isnan(row["gradient_evaluations"]) and row["fingerprint"] == {}
         assert store.done_ids() == {kept[0][0].trial_id, kept[1][0].trial_id}
         assert len(store.curves()) == sum(len(result.curve) for _, result in kept)
         new = config(3)
@@ -338,7 +339,7 @@ def test_a_version_1_file_is_migrated_in_place_keeping_every_row(tmp_path):
         row = store.trials().set_index("trial_id").loc[new.trial_id]
         assert (row["target_every"], row["reason"]) == (150, "non-finite loss (inf) at step 5")
         assert row["metric_ranges"] == {"train_loss": [0.0, INF]}
-    assert sql(path, "PRAGMA user_version") == [(2,)] == [(SCHEMA_VERSION,)]
+    assert sql(path, "PRAGMA user_version") == [(3,)] == [(SCHEMA_VERSION,)]
     assert sql(path, "PRAGMA integrity_check") == [("ok",)]
     fresh = tmp_path / "new.sqlite"
     with Store(fresh):
