@@ -10,6 +10,7 @@ from bench_core.hookspecs import hookimpl
 from bench_core.options import check_integer, check_number
 from bench_core.specs import (
     Budget,
+    Choice,
     Dimension,
     OptimizerSpec,
     Param,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Budget",
+    "Choice",
     "ClassificationProblem",
     "Dimension",
     "OptimizerSpec",

@@ -276,7 +276,7 @@ def _trial_count(sweep: Any) -> str:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from bench_core.suite import parse_cli_values
+    from bench_core.suite import parse_cli_hyperparameter, parse_cli_values
 
     overrides: dict[str, Any] = {}
     for attr, key, kind in (("problem", "problems", str), ("optimizer", "optimizers", str),
@@ -290,7 +290,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         name, sep, values = item.partition("=")
         if not sep or not name.isidentifier() or not values:
             raise UserError(f"--hp {item!r}: expected NAME=VALUE[,VALUE...]")
-        overrides[name] = parse_cli_values(f"--hp {name}", values, float)
+        overrides[name] = parse_cli_hyperparameter(f"--hp {name}", values)
     for key in ("steps", "epochs", "samples", "seconds", "evals", "random_trials", "trials", "base_batch_size"):
         value = getattr(args, key)
         if value is not None:

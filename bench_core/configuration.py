@@ -140,7 +140,7 @@ def _plain(value: Any) -> Any:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def setting_columns(trials: pd.DataFrame) -> list[str]:

@@ -13,9 +13,9 @@ arrives at the same rounds, finds the finished ones stored and names only the re
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from bench_core.configuration import best_setting
 from bench_core.errors import UserError
@@ -29,7 +29,7 @@ Scores = Callable[[Sequence[TrialConfig]], list[float | None]]
 ROUND_SIZE = 4
 
 
-def proposals(spec: SearchSpec, space: SearchSpace, count: int, seed: int, history: History) -> list[dict[str, float]]:
+def proposals(spec: SearchSpec, space: SearchSpace, count: int, seed: int, history: History) -> list[dict[str, Any]]:
     """``spec.propose(...)``, checked: a strategy that raises or returns malformed points is named in a UserError."""
     try:
         points = spec.propose(space, count, seed, list(history))
@@ -39,16 +39,19 @@ def proposals(spec: SearchSpec, space: SearchSpace, count: int, seed: int, histo
         raise UserError(f"search strategy {spec.name!r} failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(points, list):
         raise UserError(f"search strategy {spec.name!r} returned {type(points).__name__}, not a list of points")
+    checked = []
     for point in points:
         if not isinstance(point, dict) or set(point) != set(space):
             raise UserError(f"search strategy {spec.name!r} proposed {point!r}: a point needs exactly the keys "
                             f"{sorted(space)}")
-        for name, value in point.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise UserError(f"search strategy {spec.name!r} proposed {name}={value!r}: not a finite number")
-            if name == "lr" and value <= 0:
-                raise UserError(f"search strategy {spec.name!r} proposed lr={value!r}: not positive")
-    return [{name: float(value) for name, value in point.items()} for point in points]
+        try:
+            point = {name: space[name].coerce(value) for name, value in point.items()}
+        except ValueError as exc:
+            raise UserError(f"search strategy {spec.name!r} proposed {point!r}: {exc}") from None
+        if point["lr"] <= 0:
+            raise UserError(f"search strategy {spec.name!r} proposed lr={point['lr']!r}: not positive")
+        checked.append(point)
+    return checked
 
 
 class FollowUp(ABC):

@@ -43,16 +43,20 @@ def check_name(kind: str, name: object) -> str:
 
 @dataclass(frozen=True)
 class Param:
-    """A tunable hyperparameter: its default value and the range a search may draw from.
+    """A tunable numeric hyperparameter: its default value and the range a search may draw from.
 
     ``low``/``high`` bound a search space (``log=True`` for log-uniform); leave them unset
-    for a hyperparameter that is only ever set explicitly.
+    for a hyperparameter that is only ever set explicitly. ``integer=True`` makes it a
+    whole number (a history length, a preconditioning frequency): its values reach the
+    optimizer as ``int``, grids over it are rounded to whole numbers, and searches draw
+    whole numbers (log-uniformly where ``log=True``).
     """
 
     default: float
     low: float | None = None
     high: float | None = None
     log: bool = False
+    integer: bool = False
 
     @property
     def problem(self) -> str | None:
@@ -62,25 +66,115 @@ class Param:
         hook. The optimizer that declares it reports the problem, naming itself and the
         hyperparameter, and the catalog skips only that optimizer.
         """
-        try:
-            default = float(self.default)
-        except (TypeError, ValueError):
-            return f"default {self.default!r} is not a number"
-        if not math.isfinite(default):
-            return f"default {self.default!r} is not a finite number"
+        values = {"default": self.default, "low": self.low, "high": self.high}
+        for what, value in values.items():
+            if value is None and what != "default":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                return f"{what} {value!r} is not a finite number"
+            if self.integer and value != int(value):
+                return f"{what} {value!r} is not a whole number (integer=True)"
         if (self.low is None) != (self.high is None):
             return "give both low and high, or neither"
-        if self.low is not None and not self.low <= default <= self.high:
+        if self.low is not None and not self.low <= self.default <= self.high:
             return f"default {self.default} lies outside [{self.low}, {self.high}]"
         if self.log and self.low is not None and self.low <= 0:
             return "a log-scaled range needs low > 0"
         return None
 
+    @property
+    def value(self) -> float | int:
+        """The default, as the optimizer receives it (``int`` for an integer Param)."""
+        return int(self.default) if self.integer else float(self.default)
 
-def _as_param(value: Param | float, what: str) -> Param:
-    if isinstance(value, bool) or not isinstance(value, Param | int | float):
-        raise ValueError(f"{what} must be a number or a Param, got {value!r}")
-    param = value if isinstance(value, Param) else Param(float(value))
+    def coerce(self, value: Any) -> float | int:
+        """``value`` as this hyperparameter takes it, or ``ValueError`` saying why it cannot be."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise ValueError(f"expected a number, got {value!r}")
+        if not self.integer:
+            return float(value)
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return int(value)
+
+
+#: Types a :class:`Choice` option may have: values that JSON, TOML and the command line all spell.
+CHOICE_TYPES = (str, bool, int, float)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A categorical hyperparameter: one of a fixed list of options (``Choice(["sgd", "adam"])``).
+
+    ``default`` is the first option unless given. Options are strings, booleans or
+    numbers; a grid lists the options to try (``--hp update=sign,scaled``), random and TPE
+    search draw among all of them when the suite names none.
+    """
+
+    options: tuple[str | bool | int | float, ...]
+    default: str | bool | int | float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.options, list | tuple):
+            object.__setattr__(self, "options", tuple(self.options))
+            if self.default is None and self.options:
+                object.__setattr__(self, "default", self.options[0])
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with this Choice, or ``None`` (reported like :attr:`Param.problem`)."""
+        if not isinstance(self.options, tuple) or not self.options:
+            return f"options must be a non-empty list, got {self.options!r}"
+        for option in self.options:
+            if not isinstance(option, CHOICE_TYPES) or (isinstance(option, float) and not math.isfinite(option)):
+                return f"option {option!r} is not a string, boolean or finite number"
+        keys = [_choice_key(option) for option in self.options]
+        if len(set(keys)) != len(keys):
+            return f"options {list(self.options)!r} repeat a value"
+        if _choice_key(self.default) not in keys:
+            return f"default {self.default!r} is not one of the options {list(self.options)!r}"
+        return None
+
+    @property
+    def value(self) -> str | bool | int | float:
+        """The default option."""
+        return self.default
+
+    def coerce(self, value: Any) -> str | bool | int | float:
+        """The option ``value`` names (``"1"`` from a command line names option ``1``), or ``ValueError``."""
+        for option in self.options:
+            if _choice_key(option) == _choice_key(value):
+                return option
+        for option in self.options:
+            if isinstance(value, str) and not isinstance(option, str) and _spelled(option) == value:
+                return option
+        raise ValueError(f"expected one of {', '.join(_spelled(o) for o in self.options)}, got {value!r}")
+
+
+def _choice_key(value: Any) -> tuple[str, Any]:
+    """Tell ``True`` from ``1`` and ``1`` from ``"1"``, but not ``1`` from ``1.0``."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", float(value))
+    return (type(value).__name__, value)
+
+
+def _spelled(option: Any) -> str:
+    """An option as a command line spells it: ``true``, ``0.5``, ``sign``."""
+    if isinstance(option, bool):
+        return "true" if option else "false"
+    return f"{option:g}" if isinstance(option, float) else str(option)
+
+
+#: What an optimizer may declare for a hyperparameter (a bare number is a float Param without a range).
+Hyperparameter = Param | Choice
+
+
+def _as_param(value: Param | Choice | float, what: str) -> Param | Choice:
+    if isinstance(value, bool) or not isinstance(value, Param | Choice | int | float):
+        raise ValueError(f"{what} must be a number, a Param or a Choice, got {value!r}")
+    param = value if isinstance(value, Param | Choice) else Param(float(value))
     if param.problem:
         raise ValueError(f"{what}: {param.problem}")
     return param
@@ -95,7 +189,9 @@ class OptimizerSpec:
     ``torch.optim.Optimizer`` subclass plugs in as ``OptimizerSpec("name", TheClass)``.
 
     ``hyperparams`` declares the tunable values besides the learning rate, with defaults
-    and search ranges; a sweep axis named like one of them (``--momentum``) sets it.
+    and search ranges: a :class:`Param` (float, or ``integer=True``), a :class:`Choice`
+    (categorical) or a bare number (a float without a range); a sweep axis named like one
+    of them (``--momentum``, ``--hp k=5,6``) sets it.
     ``fixed`` holds constructor arguments that are part of the optimizer's identity
     (``nesterov=True``). ``to_kwargs`` turns the flat hyperparameters into constructor
     arguments where the two differ (e.g. ``beta1``/``beta2`` into ``betas``).
@@ -104,9 +200,9 @@ class OptimizerSpec:
     name: str
     optimizer: Callable[..., torch.optim.Optimizer]
     lr: Param | float = Param(1e-3, 1e-5, 1.0, log=True)
-    hyperparams: Mapping[str, Param | float] = field(default_factory=dict)
+    hyperparams: Mapping[str, Param | Choice | float] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
-    to_kwargs: Callable[[dict[str, float]], dict[str, Any]] | None = None
+    to_kwargs: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     description: str = ""
     #: Conformance checks that do not apply to this optimizer, each with the reason
     #: (``{"param_groups": "one step size shared by all groups, by design"}``): the kit and
@@ -137,6 +233,8 @@ class OptimizerSpec:
         if not callable(self.optimizer):
             raise ValueError(f"optimizer {self.name!r}: 'optimizer' must be callable")
         lr = _as_param(self.lr, f"optimizer {self.name!r}: lr")
+        if not isinstance(lr, Param) or lr.integer:
+            raise ValueError(f"optimizer {self.name!r}: lr must be a float Param")
         if lr.default <= 0:
             raise ValueError(f"optimizer {self.name!r}: default lr must be positive")
         if lr.low is None:
@@ -157,15 +255,13 @@ class OptimizerSpec:
         object.__setattr__(self, "hyperparams", MappingProxyType(hyperparams))
         object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
 
-    def defaults(self) -> dict[str, float]:
-        """Every hyperparameter, the learning rate included, at its default value."""
+    def defaults(self) -> dict[str, Any]:
+        """Every hyperparameter, the learning rate included, at its default value (typed: float, int or option)."""
         self.validate()
-        return {"lr": float(self.lr.default)} | {
-            key: float(param.default) for key, param in self.hyperparams.items()
-        }
+        return {"lr": float(self.lr.default)} | {key: param.value for key, param in self.hyperparams.items()}
 
     def build(
-        self, params: Any, hyperparams: Mapping[str, float] | None = None
+        self, params: Any, hyperparams: Mapping[str, Any] | None = None
     ) -> torch.optim.Optimizer:
         """Construct the optimizer over ``params`` with the given hyperparameters (defaults elsewhere)."""
         values = self.defaults()
@@ -220,26 +316,39 @@ class Dimension:
 
     ``choices`` are the values the suite gave (a grid or a list), or the plugin's default
     alone when the suite gave none. ``low``/``high``/``log`` are the range the optimizer
-    plugin declared, set only when the suite gave no values: a grid keeps to ``choices``,
-    a sampler draws from the range where there is one and from ``choices`` otherwise.
+    plugin declared, and ``options`` every option of a categorical one, both set only when
+    the suite gave no values: a grid keeps to ``choices``, a sampler draws from the range
+    or the options where there are some and from ``choices`` otherwise. ``kind`` is
+    ``"float"``, ``"int"`` (whole numbers only) or ``"choice"`` (categorical).
     """
 
     name: str
-    choices: tuple[float, ...]
+    choices: tuple[Any, ...]
     low: float | None = None
     high: float | None = None
     log: bool = False
+    kind: str = "float"
+    options: tuple[Any, ...] | None = None
 
     @property
     def has_range(self) -> bool:
         return self.low is not None
+
+    def coerce(self, value: Any) -> Any:
+        """A proposed ``value`` as the optimizer takes it, or ``ValueError`` saying why it does not fit."""
+        if self.kind == "choice":
+            return Choice(self.options or self.choices).coerce(value)
+        number = Param(0, integer=self.kind == "int").coerce(value)
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return number
 
 
 #: A search space: hyperparameter name -> its dimension (``lr`` included).
 SearchSpace = Mapping[str, Dimension]
 #: What an adaptive search has learnt so far: (point, score) pairs, lower scores better,
 #: ``math.inf`` for a point that diverged or failed.
-History = list[tuple[dict[str, float], float]]
+History = list[tuple[dict[str, Any], float]]
 
 
 @dataclass(frozen=True)
@@ -256,7 +365,7 @@ class SearchSpec:
     """
 
     name: str
-    propose: Callable[[SearchSpace, int, int, History], list[dict[str, float]]]
+    propose: Callable[[SearchSpace, int, int, History], list[dict[str, Any]]]
     description: str = ""
     adaptive: bool = False
 

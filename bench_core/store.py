@@ -38,6 +38,7 @@ newer version than this optbench knows is refused untouched. Version 3 added
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -338,7 +339,8 @@ class Store:
     def trials(self, suite: str | None = None) -> pd.DataFrame:
         """One row per stored trial (of ``suite``, or all), in the order they finished.
 
-        Columns: ``trial_id, problem, optimizer``, one ``hp.<name>`` per hyperparameter,
+        Columns: ``trial_id, problem, optimizer``, one ``hp.<name>`` per hyperparameter (float;
+        ``Int64`` for a whole-number one; object holding the options for a categorical one),
         ``batch_size, schedule``, ``sched.<name>`` and ``opt.<name>`` for schedule and
         problem options, ``seed, device, evals, budget_unit, budget_amount``, the result
         scalars (``status, reason, steps, gradient_evaluations, samples, steps_to_target, samples_to_target,
@@ -379,7 +381,7 @@ class Store:
         tail["finished_at"] = pd.to_datetime(tail["finished_at"], utc=True, format="ISO8601")
         parts = [
             base[["trial_id"]], config,
-            _prefixed(base.index, [c["hyperparams"] for c in configs], "hp.", first="lr", numeric=True),
+            _hyperparameter_columns(_prefixed(base.index, [c["hyperparams"] for c in configs], "hp.", first="lr")),
             setup,
             _prefixed(base.index, [c["schedule_options"] for c in configs], "sched."),
             _prefixed(base.index, [c["problem_options"] for c in configs], "opt."),
@@ -476,6 +478,21 @@ def _prefixed(index: pd.Index, dicts: list[dict[str, Any]], prefix: str, first: 
     keys = sorted(frame.columns, key=lambda key: (key != first, key))
     frame = frame[keys].astype(float) if numeric else frame[keys]
     return frame.add_prefix(prefix)
+
+
+def _hyperparameter_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each ``hp.*`` column in its hyperparameter's type: float, nullable ``Int64`` for whole-number
+    hyperparameters, or object for categorical ones (NaN where a trial lacks it)."""
+    typed = {}
+    for name, column in frame.items():
+        present = column.dropna()
+        if present.map(lambda v: isinstance(v, int) and not isinstance(v, bool)).all() and len(present):
+            typed[name] = column.astype("Int64")
+        elif present.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all():
+            typed[name] = column.astype(float)
+        else:
+            typed[name] = column.astype(object).where(column.notna(), math.nan)
+    return pd.DataFrame(typed, index=frame.index)
 
 
 def _dumps(value: Any) -> str:

@@ -26,7 +26,18 @@ from bench_core.catalog import Catalog
 from bench_core.errors import UserError
 from bench_core.followups import AdaptiveSearch, BatchSizeTransfer, FollowUp, Scores, proposals
 from bench_core.runner import ProblemCache
-from bench_core.specs import AXES, BUDGET_UNITS, SUITE_KEYS, Budget, Dimension, Problem, ProblemSpec, SearchSpec
+from bench_core.specs import (
+    AXES,
+    BUDGET_UNITS,
+    SUITE_KEYS,
+    Budget,
+    Choice,
+    Dimension,
+    Param,
+    Problem,
+    ProblemSpec,
+    SearchSpec,
+)
 from bench_core.trial import TrialConfig
 
 LR_SCALING_RULES = ("none", "linear")
@@ -166,10 +177,11 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
                 return where, layer[key]
         return "default", default
 
-    grids: dict[str, list[float]] = {}
+    grids: dict[str, list[Any]] = {}
+    params = {"lr": ospec.lr, **ospec.hyperparams}
     for hp, default in ospec.defaults().items():
         where, value = pick(hp, default)
-        grids[hp] = _numbers(value, f"{where} {hp}", positive=hp == "lr")
+        grids[hp] = _hyperparameter_values(params[hp], value, f"{where} {hp}", positive=hp == "lr")
     where, value = pick("batch_size", pspec.batch_size)
     batch_sizes: list[int | None] = _integers(value, f"{where} batch_size", minimum=1)
     where, value = pick("transfer_batch_sizes", [])
@@ -295,17 +307,45 @@ def _search(pick, catalog: Catalog, problem_name: str, optimizer_name: str) -> t
     return spec, count, zlib.crc32(f"{random_seed}/{problem_name}/{optimizer_name}".encode())
 
 
-def _space(ospec: Any, grids: dict[str, list[float]], given: set[str]) -> dict[str, Dimension]:
+def _space(ospec: Any, grids: dict[str, list[Any]], given: set[str]) -> dict[str, Dimension]:
     """The search space: the given values of each hyperparameter, and the declared range of those not given."""
     params = {"lr": ospec.lr, **ospec.hyperparams}
     space = {}
     for hp, values in grids.items():
         param = params[hp]
+        if isinstance(param, Choice):
+            options = None if hp in given else param.options
+            space[hp] = Dimension(hp, tuple(values), kind="choice", options=options)
+            continue
+        kind = "int" if param.integer else "float"
         if hp in given or param.low is None:
-            space[hp] = Dimension(hp, tuple(values))
+            space[hp] = Dimension(hp, tuple(values), kind=kind)
         else:
-            space[hp] = Dimension(hp, tuple(values), param.low, param.high, param.log)
+            space[hp] = Dimension(hp, tuple(values), param.low, param.high, param.log, kind=kind)
     return space
+
+
+def _hyperparameter_values(param: Param | Choice, value: Any, where: str, positive: bool = False) -> list[Any]:
+    """A hyperparameter's values from a suite or the command line, each as the optimizer takes it.
+
+    Numbers become ``float``, or ``int`` for an integer :class:`Param` (a grid table over
+    one is rounded to whole numbers; a listed 5.5 is an error); a :class:`Choice` takes
+    its options by value or by how a command line spells them.
+    """
+    if isinstance(param, Choice):
+        if isinstance(value, dict):
+            raise UserError(f"{where}: a categorical hyperparameter takes a list of its options, not a grid")
+        values = _as_list(value)
+        if not values:
+            raise UserError(f"{where}: empty list")
+    else:
+        values = _numbers(value, where, positive)
+        if param.integer and isinstance(value, dict):
+            values = [round(v) for v in values]
+    try:
+        return [param.coerce(v) for v in values]
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
 
 
 def _budget(layers, pspec: ProblemSpec, problem_name: str, train_size: int | None) -> Budget:
@@ -498,6 +538,38 @@ def parse_cli_values(flag: str, text: str, kind: type) -> list[Any]:
         except ValueError:
             raise UserError(f"{flag}: {part!r} is not a valid {kind.__name__}") from None
     return out
+
+
+def parse_cli_hyperparameter(flag: str, text: str) -> Any:
+    """Parse ``--hp NAME=VALUES`` values without knowing the hyperparameter's type.
+
+    Each comma-separated part becomes a bool (``true``/``false``), an int, a float or
+    else a string, for the suite to check against the declared type. A value that is one
+    grid (``log:1:64:7``) stays a grid table, so an integer hyperparameter can round it.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) == 1 and parts[0].split(":")[0] in ("log", "lin", "linear"):
+        kind, *rest = parts[0].split(":")
+        values = _cli_grid(flag, parts[0])
+        return {"log" if kind == "log" else "linear": [values[0], values[-1]], "num": int(rest[-1])}
+    out: list[Any] = []
+    for part in parts:
+        if part.split(":")[0] in ("log", "lin", "linear"):
+            out.extend(_cli_grid(flag, part))
+        elif part.lower() in ("true", "false"):
+            out.append(part.lower() == "true")
+        else:
+            out.append(_number_or_text(part))
+    return out
+
+
+def _number_or_text(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _cli_grid(flag: str, text: str) -> list[float]:

@@ -113,3 +113,21 @@ def test_every_public_name_is_in_the_reference():
     for name in bench_core.__all__:
         if name != "__version__":
             assert f"`{name}" in reference, f"bench_core.{name} is public but not in the guide's reference"
+
+
+def test_the_documented_typed_hyperparameters_reach_the_optimizer_and_pass_the_kit(catalog):
+    from bench_core.suite import expand
+    from bench_core.testing import check_optimizer
+
+    spec = catalog.optimizers["lookahead_sgd"]
+    assert [r for r in check_optimizer(spec) if not r.passed] == []
+    trials = expand({"problems": ["quadratic"], "optimizers": ["lookahead_sgd"], "steps": 20, "device": "cpu"},
+                    catalog, overrides={"k": [2, 5, 10], "mode": ["plain", "nesterov"], "lr": 0.01}).trials
+    assert len(trials) == 6 and {type(t.hyperparams["k"]) for t in trials} == {int}
+    for config in trials:
+        result = run_trial(config, ProblemCache(catalog))
+        assert result.status == "ok", result.error
+    sobol = expand({"problems": ["quadratic"], "optimizers": ["lookahead_sgd"], "search": "sobol", "trials": 16,
+                    "steps": 5, "device": "cpu"}, catalog).trials
+    assert {t.hyperparams["mode"] for t in sobol} == {"plain", "momentum", "nesterov"}
+    assert all(type(t.hyperparams["k"]) is int and 1 <= t.hyperparams["k"] <= 50 for t in sobol)
