@@ -604,7 +604,11 @@ def _listed(spec: OptimizerSpec | ProblemSpec, exempt: Mapping[str, str],
     if isinstance(spec, ProblemSpec):
         reach = kwargs.get("reach_target", True) or "target_reachable" in exempt
         return problem_checks(spec, **(dict(kwargs) | {"reach_target": reach}))
-    raise TypeError(f"expected an OptimizerSpec or a ProblemSpec, got {type(spec).__name__}")
+    raise _not_a_spec(spec)
+
+
+def _not_a_spec(spec: object) -> TypeError:
+    return TypeError(f"expected an OptimizerSpec or a ProblemSpec, got {type(spec).__name__}")
 
 
 def spec_checks(spec: OptimizerSpec | ProblemSpec, exempt: Mapping[str, str] | None = None,
@@ -650,9 +654,11 @@ def parametrize_with_checks(specs: Iterable[OptimizerSpec | ProblemSpec], *,
     for spec in specs:
         if isinstance(spec, OptimizerSpec):
             kwargs: dict[str, Any] = {"devices": devices, "hyperparams": hyperparams}
-        else:
+        elif isinstance(spec, ProblemSpec):
             kwargs = {"options": options, "device": device, "reach_target": reach_target, "reference": reference,
                       "reference_lrs": reference_lrs}
+        else:
+            raise _not_a_spec(spec)
         listed = {name for name, _ in _listed(spec, dict(spec.exempt) | exempt, kwargs)}  # builds nothing
         names |= listed
         for check in spec_checks(spec, {k: v for k, v in exempt.items() if k in listed}, **kwargs):
