@@ -1,17 +1,22 @@
 """The conformance kit: checks a plugin author runs on an optimizer or a problem before publishing it.
 
-Call it from your own test suite::
+Call it from your own test suite, one pytest test per check (the form scikit-learn's
+``parametrize_with_checks`` made familiar)::
 
-    from bench_core.testing import assert_optimizer_conforms, assert_problem_conforms
+    from bench_core.testing import parametrize_with_checks
 
-    def test_my_optimizer():
-        assert_optimizer_conforms(my_spec)
+    @parametrize_with_checks([*optbench_optimizers(), *optbench_problems()])
+    def test_conforms(spec, check):
+        check()
 
-or from the command line: ``optbench check-plugin NAME``. Each check returns a
-:class:`CheckResult` with a one-line reason when it fails, so a report can say exactly
-what is wrong. The checks are what the harness relies on: an optimizer that ignores its
-learning rate or loses state in ``state_dict`` makes sweeps and resumed runs meaningless;
-a problem whose splits overlap makes its test metric a training metric.
+or one test per spec (:func:`assert_optimizer_conforms`, :func:`assert_problem_conforms`),
+or from the command line: ``optbench check-plugin NAME``. The checks are one named, ordered
+list per spec (:func:`optimizer_checks`, :func:`problem_checks`) that every form runs, so
+the forms cannot drift apart. Each check run whole-spec gives a :class:`CheckResult` with a
+one-line reason when it fails, so a report can say exactly what is wrong. The checks are
+what the harness relies on: an optimizer that ignores its learning rate or loses state in
+``state_dict`` makes sweeps and resumed runs meaningless; a problem whose splits overlap
+makes its test metric a training metric.
 
 Optimizer checks (:func:`check_optimizer`), on a fixed least-squares task on the CPU:
 
@@ -46,11 +51,13 @@ batch size, with one leading dimension when the problem has a finite ``train_siz
 float tensor, on the problem's device), ``deterministic_data`` (the same generator seed
 gives the same batches; for a stochastic problem another seed gives other batches),
 ``finite_loss_at_init``, ``metrics`` (finite floats, ``train_loss``, the target metric and
-every ``maximize`` name), ``disjoint_splits`` (no row of another split equals a row of
-``problem.splits["train"]``, compared by hashing each row's bytes; skipped when the problem
-exposes no ``splits``) and, unless ``reach_target=False``, the slow ``target_reachable``:
+every ``maximize`` name), ``disjoint_splits`` (no two of the splits that
+:meth:`Problem.split_inputs` declares share a sample, compared by hashing each sample's row;
+skipped as not applicable when the problem declares none) and, unless ``reach_target=False``,
+the slow ``target_reachable``:
 the real harness (:func:`bench_core.runner.run_trial`) trains a reference optimizer (Adam)
-for the spec's default budget and batch size, one seed, and must reach the target.
+for the spec's default budget and batch size, seed 0, at each of :data:`REFERENCE_LRS` in
+turn, and one of them must reach the target.
 
 Every check runs under :func:`torch.random.fork_rng`, so the kit leaves the caller's
 global CPU random state as it found it.
