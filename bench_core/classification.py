@@ -81,6 +81,10 @@ class ClassificationProblem(Problem):
             raise ValueError(f"{name} split is empty (pass None to leave a split out)")
         return X.to(device=self.device, dtype=torch.float32), y.to(device=self.device, dtype=torch.long)
 
+    def split_inputs(self) -> dict[str, torch.Tensor]:
+        """The ``X`` of each split held, for the conformance kit's overlap check."""
+        return {name: X for name, (X, _) in self.splits.items()}
+
     def init_model(self) -> torch.nn.Module:
         """``model_factory()``; subclasses without a factory override this."""
         if self.model_factory is None:

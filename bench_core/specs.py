@@ -490,6 +490,23 @@ class Problem(ABC):
         """Known global minimisers, shape ``(k, 2)``, starred in trajectory plots; ``None`` if unknown."""
         return None
 
+    def split_inputs(self) -> Mapping[str, Any] | None:
+        """The inputs of each data split, so the conformance kit can prove no sample is in two splits.
+
+        Optional capability of problems with held-out data: return ``{"train": X, "valid": X,
+        "test": X}`` (the splits the problem has), each value a tensor or NumPy array, or a
+        tuple of them, whose first dimension indexes samples. Inputs only, not labels: the
+        same input in two splits leaks whatever its label. The kit's ``disjoint_splits`` check
+        hashes each sample's row (the bytes of its row in every array of the tuple) and fails
+        when two splits share one. The default, ``None``, means the problem has no splits (an
+        analytic function, a stream): the check is then skipped as not applicable.
+
+        Named ``split_inputs``, not ``splits``, because :class:`~bench_core.ClassificationProblem`
+        and others keep their data in a ``splits`` attribute; the kit still reads such a
+        ``splits`` dict of ``(X, y)`` pairs from a problem that does not override this method.
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class ProblemSpec:

@@ -1,17 +1,22 @@
 """The conformance kit: checks a plugin author runs on an optimizer or a problem before publishing it.
 
-Call it from your own test suite::
+Call it from your own test suite, one pytest test per check (the form scikit-learn's
+``parametrize_with_checks`` made familiar)::
 
-    from bench_core.testing import assert_optimizer_conforms, assert_problem_conforms
+    from bench_core.testing import parametrize_with_checks
 
-    def test_my_optimizer():
-        assert_optimizer_conforms(my_spec)
+    @parametrize_with_checks([*optbench_optimizers(), *optbench_problems()])
+    def test_conforms(spec, check):
+        check()
 
-or from the command line: ``optbench check-plugin NAME``. Each check returns a
-:class:`CheckResult` with a one-line reason when it fails, so a report can say exactly
-what is wrong. The checks are what the harness relies on: an optimizer that ignores its
-learning rate or loses state in ``state_dict`` makes sweeps and resumed runs meaningless;
-a problem whose splits overlap makes its test metric a training metric.
+or one test per spec (:func:`assert_optimizer_conforms`, :func:`assert_problem_conforms`),
+or from the command line: ``optbench check-plugin NAME``. The checks are one named, ordered
+list per spec (:func:`optimizer_checks`, :func:`problem_checks`) that every form runs, so
+the forms cannot drift apart. Each check run whole-spec gives a :class:`CheckResult` with a
+one-line reason when it fails, so a report can say exactly what is wrong. The checks are
+what the harness relies on: an optimizer that ignores its learning rate or loses state in
+``state_dict`` makes sweeps and resumed runs meaningless; a problem whose splits overlap
+makes its test metric a training metric.
 
 Optimizer checks (:func:`check_optimizer`), on a fixed least-squares task on the CPU:
 
@@ -46,11 +51,13 @@ batch size, with one leading dimension when the problem has a finite ``train_siz
 float tensor, on the problem's device), ``deterministic_data`` (the same generator seed
 gives the same batches; for a stochastic problem another seed gives other batches),
 ``finite_loss_at_init``, ``metrics`` (finite floats, ``train_loss``, the target metric and
-every ``maximize`` name), ``disjoint_splits`` (no row of another split equals a row of
-``problem.splits["train"]``, compared by hashing each row's bytes; skipped when the problem
-exposes no ``splits``) and, unless ``reach_target=False``, the slow ``target_reachable``:
+every ``maximize`` name), ``disjoint_splits`` (no two of the splits that
+:meth:`Problem.split_inputs` declares share a sample, compared by hashing each sample's row;
+skipped as not applicable when the problem declares none) and, unless ``reach_target=False``,
+the slow ``target_reachable``:
 the real harness (:func:`bench_core.runner.run_trial`) trains a reference optimizer (Adam)
-for the spec's default budget and batch size, one seed, and must reach the target.
+for the spec's default budget and batch size, seed 0, at each of :data:`REFERENCE_LRS` in
+turn, and one of them must reach the target.
 
 Every check runs under :func:`torch.random.fork_rng`, so the kit leaves the caller's
 global CPU random state as it found it.
@@ -61,23 +68,35 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from tabulate import tabulate
 
 from bench_core.specs import OptimizerSpec, Problem, ProblemSpec
 
+if TYPE_CHECKING:
+    import pytest
+
 __all__ = [
+    "Check",
+    "CheckFunction",
     "CheckResult",
     "assert_optimizer_conforms",
     "assert_problem_conforms",
     "check_optimizer",
     "check_problem",
+    "declared_split_inputs",
     "format_table",
+    "optimizer_checks",
+    "parametrize_with_checks",
+    "problem_checks",
+    "spec_checks",
 ]
 
 #: Learning rates the slow check tries with the reference optimizer, until one reaches the target.
@@ -98,10 +117,19 @@ class _Skip(Exception):
     """Raised inside a check that does not apply."""
 
 
-def _run(name: str, check: Callable[[], None]) -> CheckResult:
+#: One check: no arguments, raises ``AssertionError`` (one-line reason) when it fails.
+CheckFunction = Callable[[], None]
+
+
+def _isolated(check: CheckFunction) -> None:
+    """Run a check under :func:`torch.random.fork_rng`, so the caller's global CPU random state is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        check()
+
+
+def _run(name: str, check: CheckFunction) -> CheckResult:
     try:
-        with torch.random.fork_rng(devices=[]):
-            check()
+        _isolated(check)
     except _Skip as skip:
         return CheckResult(name, True, str(skip), skipped=True)
     except AssertionError as failure:
@@ -111,15 +139,54 @@ def _run(name: str, check: Callable[[], None]) -> CheckResult:
     return CheckResult(name, True)
 
 
-def _run_all(checks: Sequence[tuple[str, Callable[[], None]]], exempt: Mapping[str, str],
-             owner: str) -> list[CheckResult]:
-    """Run the checks, skipping the exempted ones with their reason; an exemption naming no check is an error."""
+def _not_applicable(reason: str) -> str:
+    """The skip reason of an exempted check, the same in a :class:`CheckResult` and in pytest's report."""
+    return f"not applicable: {reason}"
+
+
+def _owner(spec: OptimizerSpec | ProblemSpec) -> str:
+    return f"{'optimizer' if isinstance(spec, OptimizerSpec) else 'problem'} {spec.name!r}"
+
+
+def _check_exemptions(checks: Sequence[tuple[str, CheckFunction]], exempt: Mapping[str, str], owner: str) -> None:
+    """An exemption that names no check is an error: a typo would otherwise exempt nothing, silently."""
     names = [name for name, _ in checks]
     unknown = sorted(set(exempt) - set(names))
     if unknown:
         raise ValueError(f"{owner}: exempt names no check {unknown[0]!r} (checks: {', '.join(names)})")
-    return [CheckResult(name, True, f"not applicable: {exempt[name]}", skipped=True) if name in exempt
-            else _run(name, check) for name, check in checks]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of one spec, runnable on its own: what :func:`parametrize_with_checks` hands each test.
+
+    Calling it runs the check as a pytest test: a failure raises ``AssertionError`` with the
+    check's reason, a crash in the plugin propagates with its traceback, and a check that does
+    not apply (exempted, or skipping itself, such as ``device_cuda`` without CUDA) calls
+    ``pytest.skip`` with the reason. :meth:`result` runs it as :func:`check_optimizer` does.
+    """
+
+    spec: str
+    name: str
+    function: CheckFunction = dataclasses.field(repr=False, compare=False)
+    #: Why the check does not apply to this spec; ``None`` when it is not exempted.
+    exempt: str | None = None
+
+    def __call__(self) -> None:
+        import pytest
+
+        if self.exempt is not None:
+            pytest.skip(_not_applicable(self.exempt))
+        try:
+            _isolated(self.function)
+        except _Skip as skip:
+            pytest.skip(str(skip))
+
+    def result(self) -> CheckResult:
+        """The outcome as a :class:`CheckResult`, without pytest: a crash is a failure with its one-line message."""
+        if self.exempt is not None:
+            return CheckResult(self.name, True, _not_applicable(self.exempt), skipped=True)
+        return _run(self.name, self.function)
 
 
 def _one_line(error: BaseException) -> str:
@@ -183,13 +250,15 @@ def _moved(params: Sequence[torch.Tensor], start: Sequence[torch.Tensor]) -> flo
     return sum(float((p.detach() - s).norm()) for p, s in zip(params, start, strict=True))
 
 
-def check_optimizer(spec: OptimizerSpec, devices: Sequence[str] | None = None,
-                    hyperparams: dict[str, float] | None = None,
-                    exempt: Mapping[str, str] | None = None) -> list[CheckResult]:
-    """Run every optimizer check on ``spec`` at its default hyperparameters (or ``hyperparams``).
+def optimizer_checks(spec: OptimizerSpec, devices: Sequence[str] | None = None,
+                     hyperparams: dict[str, float] | None = None) -> list[tuple[str, CheckFunction]]:
+    """Every optimizer check on ``spec``, by name and in order, not yet run.
 
-    ``devices`` defaults to the CPU plus CUDA when it is available; the other checks run on the CPU.
-    Checks named in ``spec.exempt`` or ``exempt`` (check name -> reason) are skipped with the reason.
+    The one list of optimizer checks: :func:`check_optimizer` runs it whole and
+    :func:`parametrize_with_checks` makes each entry its own pytest test. Each function
+    raises ``AssertionError`` with a one-line reason when its check fails. ``hyperparams``
+    override the spec's defaults; ``devices`` defaults to ``["cpu", "cuda"]`` (``device_cuda``
+    skips itself where CUDA is not available); the other checks run on the CPU.
     """
     values = spec.defaults() | dict(hyperparams or {})
     cpu = torch.device("cpu")
@@ -294,7 +363,17 @@ def check_optimizer(spec: OptimizerSpec, devices: Sequence[str] | None = None,
               ("no_grad_params", skips_parameters_without_gradient)]
     for device in devices or ["cpu", "cuda"]:
         checks.append((f"device_{device}", runs_on(device)))
-    return _run_all(checks, dict(spec.exempt) | dict(exempt or {}), f"optimizer {spec.name!r}")
+    return checks
+
+
+def check_optimizer(spec: OptimizerSpec, devices: Sequence[str] | None = None,
+                    hyperparams: dict[str, float] | None = None,
+                    exempt: Mapping[str, str] | None = None) -> list[CheckResult]:
+    """Run every optimizer check (:func:`optimizer_checks`) on ``spec`` and return one result per check.
+
+    Checks named in ``spec.exempt`` or ``exempt`` (check name -> reason) are skipped with the reason.
+    """
+    return [check.result() for check in spec_checks(spec, exempt, devices=devices, hyperparams=hyperparams)]
 
 
 def assert_optimizer_conforms(spec: OptimizerSpec, **kwargs: Any) -> None:
@@ -321,35 +400,81 @@ def _same(a: Any, b: Any) -> bool:
     return len(first) == len(second) and all(torch.equal(x, y) for x, y in zip(first, second, strict=True))
 
 
-def _row_hashes(X: torch.Tensor) -> set[str]:
-    rows = X.detach().cpu().contiguous().reshape(len(X), -1).numpy()
-    return {hashlib.sha1(row.tobytes()).hexdigest() for row in rows}
+def declared_split_inputs(problem: Problem) -> Mapping[str, Any] | None:
+    """The split inputs ``disjoint_splits`` compares: :meth:`Problem.split_inputs`, else a legacy ``.splits`` dict.
+
+    Problems written before ``split_inputs`` existed exposed their splits as a ``.splits``
+    dict of ``(X, y)`` pairs (what the kit used to read); such a problem is still checked,
+    on the ``X`` of each pair, so a third-party problem does not silently lose the check.
+    """
+    inputs = problem.split_inputs()
+    if inputs is not None:
+        return inputs
+    legacy = getattr(problem, "splits", None)
+    if isinstance(legacy, Mapping) and legacy and all(isinstance(v, tuple | list) and v for v in legacy.values()):
+        return {name: split[0] for name, split in legacy.items()}
+    return None
 
 
-def check_problem(spec: ProblemSpec, options: dict[str, Any] | None = None, device: str = "cpu",
-                  reach_target: bool = True, reference: OptimizerSpec | None = None,
-                  reference_lrs: Sequence[float] = REFERENCE_LRS,
-                  exempt: Mapping[str, str] | None = None) -> list[CheckResult]:
-    """Run every problem check on ``spec`` built with its default options (updated by ``options``).
+def _row_hashes(split: str, inputs: Any) -> set[str]:
+    """One hash per sample of a split: the bytes of its row in each input array, in order.
 
-    Checks named in ``spec.exempt`` or ``exempt`` (check name -> reason) are skipped with the reason.
+    ``inputs`` is a tensor or array, or a tuple of them, whose first dimension indexes samples.
+    Comparing hashes (not values) keeps memory flat on large splits; equal rows hash equally
+    when the splits share a dtype, which the splits of one problem do.
+    """
+    parts = list(inputs) if isinstance(inputs, tuple | list) else [inputs]
+    arrays = [np.ascontiguousarray(p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else np.asarray(p))
+              for p in parts]
+    assert arrays and all(a.ndim >= 1 for a in arrays), f"the {split} split's inputs are not arrays with a sample axis"
+    sizes = {len(a) for a in arrays}
+    assert len(sizes) == 1, f"the {split} split's input arrays have different numbers of samples: {sorted(sizes)}"
+    rows = [a.reshape(len(a), -1) for a in arrays]
+    hashes = set()
+    for i in range(sizes.pop()):
+        digest = hashlib.sha1()
+        for r in rows:
+            digest.update(r[i].tobytes())
+        hashes.add(digest.hexdigest())
+    return hashes
+
+
+def problem_checks(spec: ProblemSpec, options: dict[str, Any] | None = None, device: str = "cpu",
+                   reach_target: bool = True, reference: OptimizerSpec | None = None,
+                   reference_lrs: Sequence[float] = REFERENCE_LRS) -> list[tuple[str, CheckFunction]]:
+    """Every problem check on ``spec`` built with its default options (updated by ``options``), by name, not yet run.
+
+    The one list of problem checks, as :func:`optimizer_checks` is for optimizers. The
+    problem is built once, by whichever check runs first, and shared by the checks of this
+    list, so each check can also run on its own (one pytest test per check); when the build
+    fails, ``builds`` fails and every other check skips itself.
 
     ``reach_target`` adds the slow check: a reference optimizer (Adam unless ``reference`` is
     given) trained by the real harness for the spec's default budget and batch size reaches
     the problem's target at one of ``reference_lrs``.
     """
     options = dict(spec.options) | dict(options or {})
-    built: dict[str, Problem] = {}
+    built: dict[str, Any] = {}  # "outcome": the built object, or the exception build() raised
+
+    def build_once() -> Any:
+        if "outcome" not in built:
+            try:
+                built["outcome"] = spec.build(device=torch.device(device), **options)
+            except Exception as error:  # kept, so builds() reports it and the other checks skip
+                built["outcome"] = error
+        return built["outcome"]
 
     def builds() -> None:
-        problem = spec.build(device=torch.device(device), **options)
+        problem = build_once()
+        if isinstance(problem, Exception):
+            raise problem
         assert isinstance(problem, Problem), f"build() returned {type(problem).__name__}, not a Problem"
-        built["problem"] = problem
 
     def problem() -> Problem:
-        if "problem" not in built:
+        outcome = build_once()
+        if not isinstance(outcome, Problem):
             raise _Skip("the problem did not build")
-        return built["problem"]
+        return outcome
 
     def batch_size() -> int:
         size = problem().train_size
@@ -404,15 +529,16 @@ def check_problem(spec: ProblemSpec, options: dict[str, Any] | None = None, devi
         assert not missing, f"maximize names metrics evaluate() lacks: {sorted(missing)}"
 
     def splits_are_disjoint() -> None:
-        p = problem()
-        splits = getattr(p, "splits", None)
-        if not isinstance(splits, dict) or "train" not in splits:
-            raise _Skip("the problem exposes no splits (a .splits dict of (X, y))")
-        train = _row_hashes(splits["train"][0])
-        for name, split in splits.items():
-            if name != "train":
-                shared = len(_row_hashes(split[0]) & train)
-                assert shared == 0, f"{shared} {name} samples also appear in the training split"
+        inputs = declared_split_inputs(problem())
+        if inputs is None:
+            raise _Skip("the problem declares no splits (Problem.split_inputs() returns None)")
+        if len(inputs) < 2:
+            raise _Skip(f"the problem declares one split ({', '.join(inputs)}): there is nothing to overlap")
+        hashes = {name: _row_hashes(name, split) for name, split in inputs.items()}
+        overlaps = [f"{first} and {second} share {shared} sample(s)"
+                    for (first, a), (second, b) in itertools.combinations(hashes.items(), 2)
+                    if (shared := len(a & b))]
+        assert not overlaps, "splits overlap: " + "; ".join(overlaps)
 
     def target_is_reachable() -> None:
         p = problem()
@@ -443,10 +569,23 @@ def check_problem(spec: ProblemSpec, options: dict[str, Any] | None = None, devi
     checks = [("builds", builds), ("batches", batches_have_the_declared_shape),
               ("deterministic_data", data_is_deterministic), ("finite_loss_at_init", loss_is_finite_at_init),
               ("metrics", metrics_are_reported), ("disjoint_splits", splits_are_disjoint)]
-    exempt = dict(spec.exempt) | dict(exempt or {})
-    if reach_target or "target_reachable" in exempt:
+    if reach_target:
         checks.append(("target_reachable", target_is_reachable))
-    return _run_all(checks, exempt, f"problem {spec.name!r}")
+    return checks
+
+
+def check_problem(spec: ProblemSpec, options: dict[str, Any] | None = None, device: str = "cpu",
+                  reach_target: bool = True, reference: OptimizerSpec | None = None,
+                  reference_lrs: Sequence[float] = REFERENCE_LRS,
+                  exempt: Mapping[str, str] | None = None) -> list[CheckResult]:
+    """Run every problem check (:func:`problem_checks`) on ``spec`` and return one result per check.
+
+    Checks named in ``spec.exempt`` or ``exempt`` (check name -> reason) are skipped with the reason;
+    an exempted ``target_reachable`` is listed (as skipped) even with ``reach_target=False``.
+    """
+    checks = spec_checks(spec, exempt, options=options, device=device, reach_target=reach_target,
+                         reference=reference, reference_lrs=reference_lrs)
+    return [check.result() for check in checks]
 
 
 def assert_problem_conforms(spec: ProblemSpec, **kwargs: Any) -> None:
@@ -459,3 +598,81 @@ def _raise_on_failures(name: str, results: Sequence[CheckResult]) -> None:
     if failures:
         raise AssertionError(f"{name} fails {len(failures)} check(s): "
                              + "; ".join(f"{r.name}: {r.reason}" for r in failures))
+
+
+# --- one pytest test per check ------------------------------------------------------------------
+
+
+def _listed(spec: OptimizerSpec | ProblemSpec, exempt: Mapping[str, str],
+            kwargs: Mapping[str, Any]) -> list[tuple[str, CheckFunction]]:
+    """The spec's checks; a problem's slow check is listed when asked for, or when exempted (to show it skipped)."""
+    if isinstance(spec, OptimizerSpec):
+        return optimizer_checks(spec, **kwargs)
+    if isinstance(spec, ProblemSpec):
+        reach = kwargs.get("reach_target", True) or "target_reachable" in exempt
+        return problem_checks(spec, **(dict(kwargs) | {"reach_target": reach}))
+    raise _not_a_spec(spec)
+
+
+def _not_a_spec(spec: object) -> TypeError:
+    return TypeError(f"expected an OptimizerSpec or a ProblemSpec, got {type(spec).__name__}")
+
+
+def spec_checks(spec: OptimizerSpec | ProblemSpec, exempt: Mapping[str, str] | None = None,
+                **kwargs: Any) -> list[Check]:
+    """The checks of one optimizer or problem spec as :class:`Check` objects, in order, exemptions applied.
+
+    ``kwargs`` are those of :func:`optimizer_checks` or :func:`problem_checks`. ``exempt``
+    (check name -> reason) adds to ``spec.exempt``; an exemption naming no check of the spec
+    is a ``ValueError``, since a typo would otherwise exempt nothing, silently.
+    """
+    exempt = dict(spec.exempt) | dict(exempt or {})
+    checks = _listed(spec, exempt, kwargs)
+    _check_exemptions(checks, exempt, _owner(spec))
+    return [Check(spec.name, name, function, exempt.get(name)) for name, function in checks]
+
+
+def parametrize_with_checks(specs: Iterable[OptimizerSpec | ProblemSpec], *,
+                            exempt: Mapping[str, str] | None = None,
+                            devices: Sequence[str] | None = None, hyperparams: dict[str, float] | None = None,
+                            options: dict[str, Any] | None = None, device: str = "cpu", reach_target: bool = True,
+                            reference: OptimizerSpec | None = None,
+                            reference_lrs: Sequence[float] = REFERENCE_LRS) -> pytest.MarkDecorator:
+    """A ``pytest.mark.parametrize`` over every (spec, check) pair: one test per check, as scikit-learn does it.
+
+    ::
+
+        @parametrize_with_checks([*optbench_optimizers(), *optbench_problems()])
+        def test_conforms(spec, check):
+            check()
+
+    Each test's id is ``<spec name>-<check name>`` (``signum-respects_lr``), so ``pytest -k
+    respects_lr`` runs one check and a failure names one check. A check exempted in the spec
+    or in ``exempt`` is marked skipped with ``not applicable: <reason>`` (``pytest -rs`` shows
+    it). ``exempt`` may name checks of either kind, each applied to the specs that have it; one
+    naming no check of any spec is a ``ValueError`` at collection. ``devices`` and
+    ``hyperparams`` go to :func:`optimizer_checks`, the rest to :func:`problem_checks`.
+    Problems are built when their first check runs, not at collection.
+    """
+    import pytest
+
+    exempt = dict(exempt or {})
+    params, names = [], set()
+    for spec in specs:
+        if isinstance(spec, OptimizerSpec):
+            kwargs: dict[str, Any] = {"devices": devices, "hyperparams": hyperparams}
+        elif isinstance(spec, ProblemSpec):
+            kwargs = {"options": options, "device": device, "reach_target": reach_target, "reference": reference,
+                      "reference_lrs": reference_lrs}
+        else:
+            raise _not_a_spec(spec)
+        listed = {name for name, _ in _listed(spec, dict(spec.exempt) | exempt, kwargs)}  # builds nothing
+        names |= listed
+        for check in spec_checks(spec, {k: v for k, v in exempt.items() if k in listed}, **kwargs):
+            marks = [] if check.exempt is None else [pytest.mark.skip(reason=_not_applicable(check.exempt))]
+            params.append(pytest.param(spec, check, id=f"{spec.name}-{check.name}", marks=marks))
+    unknown = sorted(set(exempt) - names)
+    if unknown:
+        raise ValueError(f"parametrize_with_checks: exempt names no check {unknown[0]!r} "
+                         f"(checks: {', '.join(sorted(names))})")
+    return pytest.mark.parametrize(("spec", "check"), params)

@@ -142,6 +142,10 @@ class LinearModelProblem(Problem):
         """Metrics of ``theta`` on one split, named without the ``<split>_`` prefix."""
         raise NotImplementedError
 
+    def split_inputs(self) -> dict[str, np.ndarray]:
+        """The float64 ``X`` of train, valid and test, for the conformance kit's overlap check."""
+        return {name: X for name, (X, _) in self.data.splits.items()}
+
     def init_model(self) -> nn.Module:
         """``nn.Linear(d, 1)`` at zero: a deterministic start, the same f(w0) for every seed."""
         model = nn.Linear(self.dim, 1, bias=self.bias)

@@ -166,6 +166,10 @@ class TeacherStudentProblem(Problem):
         # A held-out excess loss can dip below 0 (see above), but never below -noise**2 (the loss is >= 0).
         self.metric_ranges = {f"{name}_excess_loss": (-self.noise_floor, math.inf) for name in ("valid", "test")}
 
+    def split_inputs(self) -> dict[str, torch.Tensor]:
+        """The inputs of train, valid and test, for the conformance kit's overlap check."""
+        return {name: X for name, (X, _) in self.splits.items()}
+
     def init_model(self) -> nn.Module:
         """A fresh student :func:`mlp` with torch's default initialisation (from the harness-seeded global RNG)."""
         return mlp(self.input_dim, self.width, self.depth)

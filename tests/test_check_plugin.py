@@ -49,6 +49,11 @@ def test_a_plugin_name_checks_everything_it_provides():
     assert "problem sphere (plugin analytic): passes" in done.stdout
     assert "problem rosenbrock (plugin analytic): passes" in done.stdout
     assert "target_reachable" not in done.stdout  # --skip-slow
+    # an analytic function has no splits: the overlap check says so, it does not pass silently
+    rows = [[cell.strip() for cell in line.split("|")[1:4]] for line in done.stdout.splitlines()
+            if line.startswith("| disjoint_splits ")]
+    assert rows and all(row == ["disjoint_splits", "SKIP", "the problem declares no splits (Problem.split_inputs() "
+                                "returns None)"] for row in rows)
 
 
 def test_an_unknown_name_is_one_line_and_exit_2():
@@ -102,3 +107,36 @@ def test_an_exemption_naming_no_check_is_a_one_line_error(tmp_path):
         "optbench: error: check-plugin: optimizer 'stubborn': exempt names no check 'respect_lr' (checks: steps, "
         "respects_lr, param_groups, state_dict_roundtrip, deterministic, zero_grad, no_grad_params, device_cpu, "
         "device_cuda)"]
+
+
+LEAKY = """
+import torch
+
+from bench_core import ClassificationProblem, ProblemSpec, hookimpl
+
+
+def data(n, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 4, generator=generator), torch.randint(0, 2, (n,), generator=generator)
+
+
+def build(device="cpu"):
+    train, valid = data(50, 0), data(20, 1)
+    test = (torch.cat([data(14, 2)[0], train[0][:6]]), data(20, 2)[1])  # 6 training samples leak into test
+    return ClassificationProblem(train, valid, test, device=device, model_factory=lambda: torch.nn.Linear(4, 2))
+
+
+@hookimpl
+def optbench_problems():
+    return [ProblemSpec("leaky", build, batch_size=10)]
+"""
+
+
+def test_overlapping_splits_fail_naming_the_splits_and_the_shared_samples(write_plugin):
+    path = write_plugin("leaky", LEAKY)
+    done = optbench("check-plugin", str(path), "--skip-slow")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"problem leaky (plugin {path}): fails 1 check(s)" in done.stdout
+    failing = [line for line in done.stdout.splitlines() if "| FAIL" in line]
+    assert len(failing) == 1 and failing[0].startswith("| disjoint_splits ")
+    assert "splits overlap: train and test share 6 sample(s)" in failing[0]

@@ -1,4 +1,4 @@
-"""docs/plugins.md stays true: its plugin examples load and work, its hook reference matches hookspecs.py."""
+"""docs/plugins.md stays true: its plugin examples load and work, its test examples pass, its hook reference matches."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import inspect
 import itertools
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,8 @@ from bench_core.trial import TrialConfig
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 TEXT = GUIDE.read_text(encoding="utf-8")
 EXAMPLES = dict(re.findall(r"```python\n# plugin: (\S+)\n(.*?)```", TEXT, re.S))
+#: Files of a plugin author's test folder (``# test: NAME``), run by pytest beside the plugin examples.
+TEST_FILES = dict(re.findall(r"```python\n# test: (\S+)\n(.*?)```", TEXT, re.S))
 HOOKS = sorted(name for name, value in vars(hookspecs).items()
                if name.startswith("optbench_") and inspect.isfunction(value))
 
@@ -131,3 +135,26 @@ def test_the_documented_typed_hyperparameters_reach_the_optimizer_and_pass_the_k
                     "steps": 5, "device": "cpu"}, catalog).trials
     assert {t.hyperparams["mode"] for t in sobol} == {"plain", "momentum", "nesterov"}
     assert all(type(t.hyperparams["k"]) is int and 1 <= t.hyperparams["k"] <= 50 for t in sobol)
+
+
+@pytest.mark.slow
+def test_the_documented_conformance_tests_pass_one_test_per_check(tmp_path):
+    assert set(TEST_FILES) == {"test_conformance.py", "conftest.py", "test_fixtures.py"}
+    for name, source in {**EXAMPLES, **TEST_FILES}.items():
+        (tmp_path / name).write_text(source)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcomes = dict(re.findall(r"^(\S+::\S+) (PASSED|FAILED|SKIPPED|ERROR)", done.stdout, re.M))
+    optimizer_checks = ["steps", "respects_lr", "param_groups", "state_dict_roundtrip", "deterministic", "zero_grad",
+                        "no_grad_params", "device_cpu", "device_cuda"]
+    problem_checks = ["builds", "batches", "deterministic_data", "finite_loss_at_init", "metrics", "disjoint_splits",
+                      "target_reachable"]
+    expected = {f"test_conformance.py::test_conforms[nadam-{c}]" for c in optimizer_checks} | \
+        {f"test_conformance.py::test_conforms[wine_mlp-{c}]" for c in problem_checks} | \
+        {"test_fixtures.py::test_my_optimizers_conform", "test_fixtures.py::test_the_installed_quadratic_conforms"}
+    assert set(outcomes) == expected
+    cuda = "test_conformance.py::test_conforms[nadam-device_cuda]"
+    assert {test for test, outcome in outcomes.items() if outcome != "PASSED"} <= {cuda}
+    assert outcomes["test_conformance.py::test_conforms[wine_mlp-disjoint_splits]"] == "PASSED"  # checked, not skipped
+    assert outcomes["test_conformance.py::test_conforms[wine_mlp-target_reachable]"] == "PASSED"
