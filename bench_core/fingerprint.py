@@ -123,6 +123,8 @@ def describe_change(old: str, new: str) -> str:
             words.append(f"no longer {what}")
         elif now[0] == "==":
             words.append(f"{what} {was[1]} -> {now[1]}")
+        elif label in ("settings", "partial"):
+            words.append(f"{what} changed")
         else:
             words.append(f"{what}: source hash {_short(was[1])} -> {_short(now[1])}")
     return "; ".join(words) or "code changed"
