@@ -277,3 +277,40 @@ def test_the_report_warns_when_a_shared_trial_left_a_suite_with_mixed_code(catal
         report = write_report(store, "one", tmp_path / "reports", catalog).read_text()
     assert warnings[0] in report
     assert report.index(warnings[0]) < report.index("## ")  # near the top, before every section
+
+
+def test_a_problem_counts_the_class_its_build_is_annotated_to_return(tmp_path, monkeypatch, fresh_local_modules):
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "fp_problem_lib.py").write_text(textwrap.dedent("""
+        from bench_core.problems.analytic import Sphere
+
+
+        class LibProblem(Sphere):
+            pass
+    """))
+    monkeypatch.syspath_prepend(str(library))
+    monkeypatch.delitem(sys.modules, "fp_problem_lib", raising=False)
+    plugin = tmp_path / "libplug.py"
+    plugin.write_text(textwrap.dedent("""
+        from __future__ import annotations
+
+        from fp_problem_lib import LibProblem
+
+        from bench_core import ProblemSpec, hookimpl
+
+
+        def build(device="cpu") -> LibProblem:
+            return LibProblem(device=device)
+
+
+        @hookimpl
+        def optbench_problems():
+            return [ProblemSpec("lib_problem", build)]
+    """))
+    catalog = load_catalog([plugin])
+    assert catalog.issues == []
+    parts = problem_fingerprint(catalog.problems["lib_problem"]).split(", ")
+    assert [part.split("@")[0] for part in parts if "@" in part] == [
+        "bench_core.problems.analytic", "fp_problem_lib", "libplug.py"]
+    monkeypatch.delitem(sys.modules, "fp_problem_lib")
