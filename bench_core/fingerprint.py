@@ -224,13 +224,12 @@ def _installed_owner(top: str, path: Path) -> str | None:
     """``name==version`` of the regular (non-editable) installed distribution that holds ``path``, else ``None``."""
     for dist_name in dict.fromkeys(_package_distributions().get(top, [])):
         for dist in importlib.metadata.distributions(name=dist_name):
-            if _is_editable(dist):
+            name = dist.metadata["Name"]
+            if not name or _is_editable(dist):
                 continue
             root = Path(dist.locate_file("")).resolve()
-            if not path.is_relative_to(root):
-                continue
-            if path.relative_to(root).as_posix() in _recorded_files(dist.metadata["Name"], str(root)):
-                return f"{dist.metadata['Name']}=={dist.version}"
+            if path.is_relative_to(root) and path.relative_to(root).as_posix() in _recorded_files(name, str(root)):
+                return f"{name}=={dist.version}"
     return None
 
 

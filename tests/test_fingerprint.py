@@ -314,3 +314,36 @@ def test_a_problem_counts_the_class_its_build_is_annotated_to_return(tmp_path, m
     assert [part.split("@")[0] for part in parts if "@" in part] == [
         "bench_core.problems.analytic", "fp_problem_lib", "libplug.py"]
     monkeypatch.delitem(sys.modules, "fp_problem_lib")
+
+
+def _fake_install(site: Path, editable: bool) -> None:
+    """A distribution ``fp-fakepkg 1.2.3`` installed into ``site`` as an installer leaves it (RECORD and all)."""
+    package = site / "fp_fakepkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    info = site / "fp_fakepkg-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fp-fakepkg\nVersion: 1.2.3\n")
+    (info / "RECORD").write_text("fp_fakepkg/__init__.py,,\nfp_fakepkg-1.2.3.dist-info/METADATA,,\n")
+    (info / "top_level.txt").write_text("fp_fakepkg\n")
+    if editable:
+        (info / "direct_url.json").write_text(json.dumps({"url": "file:///src", "dir_info": {"editable": True}}))
+
+
+@pytest.mark.parametrize("editable", [False, True])
+def test_a_regular_install_is_named_by_version_and_an_editable_one_by_its_source(tmp_path, monkeypatch, editable):
+    _fake_install(tmp_path, editable)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "fp_fakepkg", raising=False)
+    fingerprint._package_distributions.cache_clear()
+    try:
+        import fp_fakepkg  # noqa: F401  (module_component names modules that are imported)
+
+        component = module_component("fp_fakepkg")
+    finally:
+        sys.modules.pop("fp_fakepkg", None)
+        fingerprint._package_distributions.cache_clear()
+    if editable:  # its files can change under the same version: hashed
+        assert component.startswith("fp_fakepkg@") and len(component.split("@")[1]) == fingerprint.HASH_DIGITS
+    else:
+        assert component == "fp-fakepkg==1.2.3"
