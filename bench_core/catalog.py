@@ -29,6 +29,8 @@ from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec, SearchSpe
 ENV_DISABLE_AUTOLOAD = "OPTBENCH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_TRACE = "OPTBENCH_TRACE_HOOKS"
 BUILTIN_DISTRIBUTION = "optbench"
+#: Module names of plugin files loaded by path (``--plugins``) start with this.
+LOCAL_MODULE_PREFIX = "optbench_local_"
 
 #: catalog hook name -> (kind shown to users, spec class a plugin must return)
 CATALOG_HOOKS: dict[str, tuple[str, type]] = {
@@ -190,7 +192,7 @@ def _expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
 def _import_file(path: Path) -> ModuleType:
     # A name derived from the path, so worker processes that load the same file agree on it.
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    module_name = f"optbench_local_{path.stem}_{digest}"
+    module_name = f"{LOCAL_MODULE_PREFIX}{path.stem}_{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)

@@ -1,10 +1,18 @@
-"""Runs an expanded sweep: skips what is stored, runs the rest, stores each result as it lands."""
+"""Runs an expanded sweep: skips what is stored, runs the rest, stores each result as it lands.
+
+"Stored" means stored by the same code: a trial's id hashes its configuration only, so each
+result is stored with the fingerprint of the code behind its optimizer and problem
+(:mod:`bench_core.fingerprint`), and a stored trial whose code has changed since is run
+again, its row replaced, after one line per changed name says so. Serving it would pass
+old numbers off as the current code's; a refusal would block every sweep that shares the
+trial. Trials stored before fingerprints existed (``{}``) are served as before, with a note.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -13,6 +21,7 @@ from bench_core.catalog import Catalog
 from bench_core.configuration import trial_score
 from bench_core.environment import environment
 from bench_core.executors import make_executor
+from bench_core.fingerprint import Fingerprints, describe_change
 from bench_core.followups import FollowUp, Scores
 from bench_core.runner import ProblemCache
 from bench_core.store import DONE_STATUSES, Store
@@ -52,23 +61,31 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
     store.begin_run(sweep.name, sweep.settings, environment(catalog, sweep.device, workers))
     store.add_to_suite(sweep.name, ids)
     ran: dict[str, float] = {}  # score of every trial run by this call, errors included
+    fingerprints = Fingerprints(catalog)
+    changes = CodeChanges(fingerprints)
 
     def scores(configs: Sequence[TrialConfig]) -> list[float | None]:
         stored = {} if rerun else store.finals(c.trial_id for c in configs if c.trial_id not in ran)
+        done = [c for c in configs if c.trial_id in stored and stored[c.trial_id][0] in DONE_STATUSES]
+        stale = changes.stale(done, store.fingerprints(c.trial_id for c in done)) if done else set()
         values: list[float | None] = []
         for config in configs:
             if config.trial_id in ran:
                 values.append(ran[config.trial_id])
-            elif config.trial_id in stored and stored[config.trial_id][0] in DONE_STATUSES:
+            elif config.trial_id in stored and stored[config.trial_id][0] in DONE_STATUSES \
+                    and config.trial_id not in stale:
                 values.append(trial_score(*stored[config.trial_id]))
             else:
-                values.append(None)  # not stored, or an error to retry
+                values.append(None)  # not stored, an error to retry, or a result of other code: to run
         return values
 
     done = set() if rerun else store.done_ids(ids)
+    done -= changes.stale([config for config in sweep.trials if config.trial_id in done], store.fingerprints(done))
     todo = [config for config in sweep.trials if config.trial_id not in done]
     outcome = SweepOutcome(total=len(ids), skipped=len(ids) - len(todo))
     pending, left, named = _next_round(sweep.followups, scores)
+    for line in changes.notices():
+        print(f"optbench: {line}", file=sys.stderr)
     expected = len(todo) + left
     if not todo:
         todo = pending
@@ -83,6 +100,7 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                 store.add_to_suite(sweep.name, [config.trial_id for config in todo])
                 for group, results in backend.run([config] for config in todo):
                     for config, result in zip(group, results, strict=True):
+                        result.fingerprint = fingerprints.of(config)
                         store.save(config, result)
                         ran[config.trial_id] = trial_score(result.status, result.final)
                         outcome.counts[result.status] += 1
@@ -94,11 +112,68 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                                         error=outcome.counts["error"], refresh=False)
                         bar.update(1)
                 todo, left, named = _next_round(sweep.followups, scores)
+                for line in changes.notices():  # follow-up trials named only now
+                    bar.write(f"optbench: {line}", file=sys.stderr)
                 bar.total = bar.n + left
     store.add_to_suite(sweep.name, named)  # follow-up trials found stored join the suite too
     outcome.total = len(ids) + len(named)
     outcome.skipped = outcome.total - sum(outcome.counts.values())
     return outcome
+
+
+class CodeChanges:
+    """The stored trials of a sweep that other code produced, gathered as the sweep meets them.
+
+    Up-front trials are checked before the sweep starts, follow-up trials (adaptive rounds,
+    batch-size transfers) whenever their scores are read, so a stale score never steers a
+    follow-up. :meth:`notices` announces each changed name once.
+    """
+
+    def __init__(self, fingerprints: Fingerprints) -> None:
+        self.fingerprints = fingerprints
+        #: (kind, name) -> {trial id: the fingerprint it was stored with}
+        self.changed: dict[tuple[str, str], dict[str, str]] = {}
+        #: ids of stored trials without a fingerprint (stored before fingerprints existed): served
+        self.unknown: set[str] = set()
+        self._announced: set[tuple[str, str]] = set()
+
+    def stale(self, configs: Sequence[TrialConfig], stored: Mapping[str, dict[str, str]]) -> set[str]:
+        """The ids among ``configs`` (stored, with fingerprints ``stored``) that code other than today's produced."""
+        out = set()
+        for config in configs:
+            fingerprint = stored.get(config.trial_id)
+            if fingerprint is None:
+                continue
+            if not fingerprint:
+                self.unknown.add(config.trial_id)
+            for kind in self.fingerprints.changed(config, fingerprint):
+                self.changed.setdefault((kind, getattr(config, kind)), {})[config.trial_id] = fingerprint[kind]
+                out.add(config.trial_id)
+        return out
+
+    def notices(self) -> list[str]:
+        """One line per changed name not announced yet, and one about trials that predate fingerprints."""
+        lines = []
+        for (kind, name), stored in sorted(self.changed.items()):
+            if (kind, name) in self._announced:
+                continue
+            self._announced.add((kind, name))
+            versions = Counter(stored.values())
+            detail = describe_change(versions.most_common(1)[0][0], self.fingerprints.get(kind, name))
+            if len(versions) > 1:
+                detail += f"; and {len(versions) - 1} other stored version(s)"
+            lines.append(f"{kind} {name!r} changed since {_trials(len(stored), 'stored trial')} "
+                         f"{'was' if len(stored) == 1 else 'were'} run ({detail}); re-running "
+                         f"{'it' if len(stored) == 1 else 'them'}")
+        if self.unknown and ("", "unknown") not in self._announced:
+            self._announced.add(("", "unknown"))
+            lines.append(f"{_trials(len(self.unknown), 'stored trial')} predate code fingerprints: served as "
+                         "stored, whatever code ran them (--rerun runs every trial again)")
+        return lines
+
+
+def _trials(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _next_round(followups: Sequence[FollowUp], scores: Scores) -> tuple[list[TrialConfig], int, list[str]]:

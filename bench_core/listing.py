@@ -7,6 +7,7 @@ from typing import Any
 from tabulate import tabulate
 
 from bench_core.catalog import Catalog
+from bench_core.fingerprint import Fingerprints
 
 
 def _fmt(value: Any) -> str:
@@ -14,16 +15,21 @@ def _fmt(value: Any) -> str:
 
 
 def catalog_rows(catalog: Catalog) -> dict[str, list[dict[str, Any]]]:
-    """The catalog as plain rows (also the ``--json`` output)."""
+    """The catalog as plain rows (also the ``--json`` output).
+
+    Optimizers and problems carry the fingerprint their trials are stored with
+    (:mod:`bench_core.fingerprint`); the terminal tables leave it out, it is too wide for them.
+    """
+    fingerprints = Fingerprints(catalog)
     optimizers = [
         {"name": name, "plugin": catalog.origin[("optimizer", name)], "defaults": spec.defaults(),
-         "description": spec.description}
+         "description": spec.description, "fingerprint": fingerprints.get("optimizer", name)}
         for name, spec in sorted(catalog.optimizers.items())
     ]
     problems = [
         {"name": name, "plugin": catalog.origin[("problem", name)], "options": dict(spec.options),
          "batch_size": spec.batch_size, "budget": f"{spec.budget.amount} {spec.budget.unit}",
-         "description": spec.description}
+         "description": spec.description, "fingerprint": fingerprints.get("problem", name)}
         for name, spec in sorted(catalog.problems.items())
     ]
     schedules = [

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["ReportContext", "anchor", "heading", "interval_cell", "number", "seeds_cell", "slug", "value_cell",
-           "write_report"]
+__all__ = ["ReportContext", "anchor", "heading", "interval_cell", "mixed_code_warnings", "number", "seeds_cell", "slug",
+           "value_cell", "write_report"]
 
 
 @dataclass
@@ -207,6 +207,9 @@ def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | Non
     description = _suite_description(context.runs)
     if description:
         parts += [description, ""]
+    warnings = mixed_code_warnings(context.trials)
+    if warnings:
+        parts += [*warnings, ""]
     if range_test:
         parts += range_test_sections(context)
     parts += report_sections(context)
@@ -215,6 +218,34 @@ def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | Non
     path = folder / "README.md"
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path
+
+
+def mixed_code_warnings(trials: pd.DataFrame) -> list[str]:
+    """One line per optimizer whose trials within one problem variant were produced by different code.
+
+    A trial stored under several suites is re-run, when its code changes, by whichever suite
+    runs next, so another suite may then hold old and new results side by side; pooling them
+    silently would compare code with itself. Trials without a fingerprint (stored before
+    fingerprints existed) cannot be told apart and are left out.
+    """
+    if trials.empty or "fingerprint" not in trials:
+        return []
+    known = trials[trials["fingerprint"].map(lambda value: isinstance(value, dict) and bool(value))]
+    versions = known["fingerprint"].map(lambda value: json.dumps(value, sort_keys=True))
+    lines = []
+    for optimizer, rows in known.groupby("optimizer", sort=True):
+        mixed, pooled, older = [], 0, 0
+        for variant, cell in rows.groupby("variant", sort=True):
+            code = versions.loc[cell.index]
+            if code.nunique() > 1:
+                mixed.append(str(variant))
+                pooled += len(cell)
+                older += int((code != code.loc[cell["finished_at"].idxmax()]).sum())
+        if mixed:
+            lines.append(f"> **Warning:** {optimizer} pools trials that different code (of the optimizer or the "
+                         f"problem) produced on {', '.join(mixed)}: {older} of its {pooled} trials there ran code "
+                         "older than the latest; run the suite again to re-run them with the current code.")
+    return lines
 
 
 def report_sections(context: ReportContext) -> list[str]:

@@ -315,14 +315,26 @@ class Store:
 
     def finals(self, trial_ids: Iterable[str]) -> dict[str, tuple[str, dict[str, float]]]:
         """``status`` and ``final`` metrics of the stored trials among ``trial_ids``: what searches score."""
+        return {trial_id: (status, json.loads(final))
+                for trial_id, status, final in self._select_by_ids("trial_id, status, final", trial_ids)}
+
+    def _select_by_ids(self, columns: str, trial_ids: Iterable[str]) -> list[tuple[Any, ...]]:
+        """``columns`` of the stored trials among ``trial_ids``, as tuples."""
         ids = list(dict.fromkeys(trial_ids))
-        out: dict[str, tuple[str, dict[str, float]]] = {}
+        rows: list[tuple[Any, ...]] = []
         for start in range(0, len(ids), 500):  # stay under SQLite's limit on bound parameters
             chunk = ids[start:start + 500]
-            rows = self._conn.execute(
-                f"SELECT trial_id, status, final FROM trials WHERE trial_id IN ({', '.join('?' * len(chunk))})", chunk)
-            out.update({trial_id: (status, json.loads(final)) for trial_id, status, final in rows})
-        return out
+            rows += [tuple(row) for row in self._conn.execute(
+                f"SELECT {columns} FROM trials WHERE trial_id IN ({', '.join('?' * len(chunk))})", chunk)]
+        return rows
+
+    def fingerprints(self, trial_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """The stored ``fingerprint`` of each stored trial among ``trial_ids`` (``{}`` where unknown).
+
+        The driver compares them with the current code's, to re-run what other code produced.
+        """
+        return {trial_id: json.loads(text)
+                for trial_id, text in self._select_by_ids("trial_id, fingerprint", trial_ids)}
 
     def mean_wall_seconds(self) -> dict[tuple[str, str, int, int | None], float]:
         """Mean wall time of finished trials by (problem, budget unit, budget amount, batch size): for estimates."""
