@@ -242,6 +242,8 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
     check_executor(args.executor, args.scheduler)
     problems = ProblemCache(catalog)
     sweep = expand(settings, catalog, source, overrides, problems)
+    for notice in sweep.notices:
+        print(f"optbench: {notice}", file=sys.stderr)
     if not sweep.planned:
         raise UserError(f"{source}: the sweep has no trials")
     device = sweep.device

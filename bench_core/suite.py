@@ -33,6 +33,7 @@ from bench_core.specs import (
     Budget,
     Choice,
     Dimension,
+    OptimizerSpec,
     Param,
     Problem,
     ProblemSpec,
@@ -55,6 +56,8 @@ class Sweep:
     trials: list[TrialConfig] = field(default_factory=list)
     followups: list[FollowUp] = field(default_factory=list)
     device: str = "cpu"
+    #: One line each about what the expansion left out and why (points an optimizer rejects).
+    notices: list[str] = field(default_factory=list)
 
     @property
     def planned(self) -> int:
@@ -158,8 +161,9 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
                                         f"{', '.join(['lr', *ospec.hyperparams])})")
                 layers = [(source, top), (f"{source}: [problem.{problem_name}]", ptable), (where, otable),
                           ("command line", overrides)]
-                configs, followups = _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers,
-                                             schedule_options, catalog, device)
+                configs, followups, notices = _trials(problem_name, pspec, probe, options, optimizer_name, ospec,
+                                                      layers, schedule_options, catalog, device)
+                sweep.notices.extend(n for n in notices if n not in sweep.notices)
                 for config in configs:
                     if config.trial_id not in seen:
                         seen.add(config.trial_id)
@@ -169,8 +173,8 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
 
 
 def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, schedule_options,
-            catalog, device) -> tuple[list[TrialConfig], list[FollowUp]]:
-    """The trials of one optimizer on one problem variant, and the follow-ups that will name more."""
+            catalog, device) -> tuple[list[TrialConfig], list[FollowUp], list[str]]:
+    """The trials of one optimizer on one problem variant, the follow-ups that will name more, and notices."""
     def pick(key: str, default: Any) -> tuple[str, Any]:
         for where, layer in reversed(layers):
             if key in layer:
@@ -223,6 +227,7 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
 
     configs: list[TrialConfig] = []
     followups: list[FollowUp] = []
+    notices: list[str] = []
     searches: list[AdaptiveSearch] = []
     if strategy.adaptive:
         for batch_size, schedule in itertools.product(batch_sizes, schedules):
@@ -231,7 +236,12 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
                                            len(seeds)))
         followups.extend(searches)
     else:
-        points = proposals(strategy, space, count, search_seed, [])
+        points, rejected = accepted_points(ospec, proposals(strategy, space, count, search_seed, []))
+        if rejected and not points:
+            raise UserError(f"optimizer {optimizer_name!r} rejects every hyperparameter point given: {rejected[0]}")
+        if rejected:
+            notices.append(f"optimizer {optimizer_name!r}: skipped {len(rejected)} hyperparameter point(s) it "
+                           f"rejects, e.g. {rejected[0]}")
         for point in points:
             for batch_size, schedule in itertools.product(batch_sizes, schedules):
                 configs.extend(make(point, batch_size, schedule))
@@ -249,7 +259,40 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
             return [c for size in transfer_sizes for c in make(point, size, best.schedule)]
 
         followups.append(BatchSizeTransfer(source, transfer, len(transfer_sizes) * len(seeds)))
-    return configs, followups
+    return configs, followups, notices
+
+
+def accepted_points(ospec: OptimizerSpec, points: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The points the optimizer accepts, and one line for each it rejects (``momentum=-1: Invalid momentum ...``).
+
+    Each point is checked by constructing the optimizer over one small tensor: a well-written
+    optimizer validates its arguments there (``torch.optim`` rejects a negative momentum, a
+    ``beta2`` of 1.5 or Nesterov without momentum), so every such trial is known bad before
+    anything is stored, with no range declared twice. An optimizer that cannot even be built
+    at its defaults this way (one that needs a real model) is not judged.
+    """
+    def rejection(point: dict[str, Any]) -> str | None:
+        try:
+            ospec.build([torch.nn.Parameter(torch.zeros(2, 2))], point)
+        except Exception as exc:  # any refusal by the plugin's constructor is the answer
+            lines = str(exc).strip().splitlines()
+            return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        return None
+
+    if rejection({}) is not None:
+        return points, []
+    kept, rejected, seen = [], [], {}
+    for point in points:
+        key = repr(sorted(point.items()))
+        if key not in seen:
+            seen[key] = rejection(point)
+        if seen[key] is None:
+            kept.append(point)
+        else:
+            values = ", ".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                               for name, value in point.items())
+            rejected.append(f"{values}: {seen[key]}")
+    return kept, rejected
 
 
 class _LrScaling:
