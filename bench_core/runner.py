@@ -31,6 +31,14 @@ seconds of training, and schedules run on the elapsed fraction of the budget.
 Evaluation modes. An optimizer with callable ``eval()`` and ``train()`` (schedule-free
 ones) is switched with ``train()`` before the first step and bracketed by ``eval()`` /
 ``train()`` around every evaluation, so it is scored at its evaluation iterate.
+
+Closures. An optimizer whose spec says ``needs_closure`` (L-BFGS, sharpness-aware
+minimisation) is stepped with ``step(closure)`` (:func:`bench_core.closure.closure_step`): the
+closure zeroes the gradients, recomputes the loss on the step's batch, backpropagates and
+returns it, as often as the optimizer calls it. The step's loss, for the divergence check and
+the per-step target, is the closure's first evaluation: ``f(x_k)`` at the point the step
+starts from, as for an ordinary step. ``TrialResult.gradient_evaluations`` counts the
+closure's calls (on the host, no synchronisation), or the steps for an ordinary optimizer.
 """
 
 from __future__ import annotations
