@@ -15,7 +15,28 @@ import pandas as pd
 
 from bench_core.configuration import best_configurations, selection_metric, setting_columns, tuned_cost
 
-__all__ = ["Entry", "batch_scaling", "critical_batch_size", "leaderboard", "setting_effects", "varied_settings"]
+__all__ = ["Entry", "batch_scaling", "critical_batch_size", "gradient_evaluations", "leaderboard",
+           "more_than_one_evaluation_per_step", "setting_effects", "varied_settings"]
+
+
+def gradient_evaluations(trials: pd.DataFrame) -> pd.Series:
+    """Forward/backward passes each trial's training made; one per step where it was not recorded.
+
+    Trials stored before schema 3 (and frames without the column) have no count: every
+    optimizer then was stepped without a closure, so one evaluation per step is exact for them.
+    """
+    steps = trials["steps"].astype(float)
+    if "gradient_evaluations" not in trials:
+        return steps
+    return trials["gradient_evaluations"].astype(float).fillna(steps)
+
+
+def more_than_one_evaluation_per_step(trials: pd.DataFrame) -> bool:
+    """Whether some trial evaluated the gradient more often than it stepped (a closure optimizer such as L-BFGS).
+
+    Only then do steps understate some optimizer's cost, and only then do reports show the evaluations.
+    """
+    return bool((gradient_evaluations(trials) > trials["steps"].astype(float)).any())
 
 
 @dataclass
@@ -47,6 +68,17 @@ class Entry:
     def reached(self) -> int:
         """Finished seeds that reached the target."""
         return int(self.ok["steps_to_target"].notna().sum())
+
+    @property
+    def median_evaluations(self) -> float:
+        """Median gradient evaluations over the finished seeds (one per step where unrecorded); NaN for none."""
+        return float(gradient_evaluations(self.ok).median()) if len(self.ok) else math.nan
+
+    @property
+    def evaluations_per_step(self) -> float:
+        """Median over the finished seeds of gradient evaluations per step: what a step costs; NaN for none."""
+        ok = self.ok[self.ok["steps"] > 0]
+        return float((gradient_evaluations(ok) / ok["steps"]).median()) if len(ok) else math.nan
 
     @property
     def median_reached(self) -> float:

@@ -31,6 +31,14 @@ seconds of training, and schedules run on the elapsed fraction of the budget.
 Evaluation modes. An optimizer with callable ``eval()`` and ``train()`` (schedule-free
 ones) is switched with ``train()`` before the first step and bracketed by ``eval()`` /
 ``train()`` around every evaluation, so it is scored at its evaluation iterate.
+
+Closures. An optimizer whose spec says ``needs_closure`` (L-BFGS, sharpness-aware
+minimisation) is stepped with ``step(closure)`` (:func:`bench_core.closure.closure_step`): the
+closure zeroes the gradients, recomputes the loss on the step's batch, backpropagates and
+returns it, as often as the optimizer calls it. The step's loss, for the divergence check and
+the per-step target, is the closure's first evaluation: ``f(x_k)`` at the point the step
+starts from, as for an ordinary step. ``TrialResult.gradient_evaluations`` counts the
+closure's calls (on the host, no synchronisation), or the steps for an ordinary optimizer.
 """
 
 from __future__ import annotations
@@ -40,12 +48,14 @@ import math
 import time
 import traceback
 from collections.abc import Iterable, Mapping
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
 import torch
 
 from bench_core.catalog import Catalog
+from bench_core.closure import closure_step
 from bench_core.specs import Problem
 from bench_core.trial import TrialConfig, TrialResult
 
@@ -213,6 +223,7 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     elapsed = 0.0  # training seconds so far; read every step only under a seconds budget
     next_eval = eval_every
     pending: list[torch.Tensor] = []  # per_step only: f(x_k) for the steps k since the last read, on the device
+    closure_evaluations = 0  # needs_closure only: every forward/backward pass the closure made, counted on the host
     tick = _now(device)
     while True:
         if seconds is None:
@@ -223,12 +234,17 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base * factor
         lr_now = base_lrs[0] * factor
-        optimizer.zero_grad(set_to_none=True)
-        loss = problem.loss(model, next(batches))
+        batch = next(batches)
+        if optimizer_spec.needs_closure:  # f(x_step) is the closure's first evaluation; the step may make more
+            loss, evaluations = closure_step(optimizer, partial(problem.loss, model, batch))
+            closure_evaluations += evaluations
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss = problem.loss(model, batch)
+            loss.backward()
+            optimizer.step()
         if per_step:
             pending.append(loss.detach())  # computed with `step` updates done: f(x_step)
-        loss.backward()
-        optimizer.step()
         step += 1
         if seconds is None:
             finished = step >= steps
@@ -267,6 +283,7 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
             break
 
     result.steps = step
+    result.gradient_evaluations = closure_evaluations if optimizer_spec.needs_closure else step
     result.samples = step * samples_per_step
     result.final = {k: v for k, v in result.curve[-1].items() if k not in ("step", "samples", "seconds", "lr")}
     diverge(_ended_above(initial["train_loss"], result.final["train_loss"]))

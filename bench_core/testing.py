@@ -46,6 +46,11 @@ Optimizer checks (:func:`check_optimizer`), on a fixed least-squares task on the
 ``device_cpu``, ``device_cuda``
     20 steps on each device; ``device_cuda`` is skipped where CUDA is not available.
 
+An optimizer declared with ``needs_closure`` is stepped through a closure in every check
+(:func:`bench_core.closure.closure_step`, as the runner steps it): the closure zeroes the
+gradients, recomputes the loss, backpropagates and returns it, and a step's loss is the
+closure's first evaluation. In ``zero_grad`` its closure backpropagates ``0 * loss``.
+
 Problem checks (:func:`check_problem`): ``builds``, ``batches`` (two batches of the spec's
 batch size, with one leading dimension when the problem has a finite ``train_size``, a
 float tensor, on the problem's device), ``deterministic_data`` (the same generator seed
@@ -70,14 +75,17 @@ import dataclasses
 import hashlib
 import itertools
 import math
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tabulate import tabulate
 
+from bench_core.closure import closure_step
 from bench_core.specs import OptimizerSpec, Problem, ProblemSpec
 
 if TYPE_CHECKING:
@@ -229,13 +237,22 @@ def _loss(params: Sequence[torch.Tensor], data: tuple[torch.Tensor, torch.Tensor
     return total
 
 
+#: Optimizers the kit built from a spec with ``needs_closure``: :func:`_train` steps them through a
+#: closure. Registered where the kit builds them, so no check has to pass the flag along.
+_NEEDS_CLOSURE: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
+
+
 def _train(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], data: Any, steps: int) -> list[float]:
+    """``steps`` steps on the fixed task; the loss each step started from (a closure's first evaluation)."""
     losses = []
     for _ in range(steps):
-        optimizer.zero_grad()
-        loss = _loss(params, data)
-        loss.backward()
-        optimizer.step()
+        if optimizer in _NEEDS_CLOSURE:
+            loss, _ = closure_step(optimizer, partial(_loss, params, data))
+        else:
+            optimizer.zero_grad()
+            loss = _loss(params, data)
+            loss.backward()
+            optimizer.step()
         losses.append(float(loss.detach()))
     return losses
 
@@ -265,7 +282,10 @@ def optimizer_checks(spec: OptimizerSpec, devices: Sequence[str] | None = None,
     data = _regression(cpu)
 
     def build(params: Any, **overrides: float) -> torch.optim.Optimizer:
-        return spec.build(params, values | overrides)
+        optimizer = spec.build(params, values | overrides)
+        if spec.needs_closure:
+            _NEEDS_CLOSURE.add(optimizer)
+        return optimizer
 
     def steps_and_lowers_the_loss() -> None:
         params = _fresh_params(cpu)
@@ -334,6 +354,9 @@ def optimizer_checks(spec: OptimizerSpec, devices: Sequence[str] | None = None,
         params = _fresh_params(cpu)
         optimizer = build(params)
         for _ in range(5):
+            if spec.needs_closure:  # the closure backpropagates 0 * loss: all-zero gradients
+                closure_step(optimizer, lambda: 0.0 * _loss(params, data))
+                continue
             for p in params:
                 p.grad = torch.zeros_like(p)
             optimizer.step()

@@ -99,8 +99,8 @@ class TrialResult:
 
     ``gradient_evaluations`` counts the forward/backward passes training made: ``steps``
     for an ordinary optimizer, more for one that re-evaluates the loss through a closure
-    (L-BFGS). ``fingerprint`` records what code produced the trial (see
-    :mod:`bench_core.fingerprint`).
+    (L-BFGS); ``None`` for an errored trial (the count dies with the exception).
+    ``fingerprint`` records what code produced the trial (see :mod:`bench_core.fingerprint`).
     """
 
     trial_id: str

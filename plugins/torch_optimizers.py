@@ -6,6 +6,14 @@ it (``nesterov=True``) are ``fixed``, so ``momentum`` and ``nesterov`` are two o
 not one optimizer with a boolean axis. Learning-rate defaults follow common practice per
 family; the momentum methods default to 0.01 so that their effective step size
 ``lr / (1 - momentum)`` equals plain SGD's 0.1.
+
+L-BFGS is the one second-order baseline. One optbench step is one L-BFGS iteration
+(``max_iter=1``): a direction from the last ``history_size`` curvature pairs and a
+strong-Wolfe line search along it, which evaluates the loss and gradient through the
+closure as often as the search needs (``needs_closure=True``; the runner counts every
+evaluation). With a line search the learning rate is the first trial step, so 1.0 (the
+natural quasi-Newton step) is its default. It is a deterministic method: on mini-batches
+each step searches along one batch's loss, so it belongs on full-batch problems.
 """
 
 from __future__ import annotations
@@ -25,6 +33,17 @@ EPS = Param(1e-8, 1e-10, 1e-4, log=True)
 MOMENTUM = Param(0.9, 0.0, 0.99)
 # torch refuses nesterov=True with zero momentum, so its range stays away from 0.
 NESTEROV_MOMENTUM = Param(0.9, 0.1, 0.99)
+# L-BFGS evaluations per step: the one it starts from plus up to 25 for the line search (the cap torch's
+# strong-Wolfe search has on its own). torch caps the search at max_eval minus the evaluations made, and its
+# default max_eval (max_iter * 5 // 4) is 1 at max_iter=1: the search could then never shorten a failed first
+# trial, would return a zero step, and L-BFGS would repeat that zero step for good.
+LBFGS_MAX_EVAL = 26
+# Conformance checks that do not apply to L-BFGS, with the reason (shown by the kit and check-plugin).
+LBFGS_EXEMPT = {
+    "param_groups": "torch.optim.LBFGS supports a single parameter group (it raises on per-group options)",
+    "respects_lr": "with a strong-Wolfe line search lr is only each search's first trial step; the search picks the "
+                   "step length (extrapolating up to 10x a trial), so a 10x smaller lr need not halve the distance",
+}
 
 
 def _lr(default: float, low: float, high: float) -> Param:
@@ -33,7 +52,7 @@ def _lr(default: float, low: float, high: float) -> Param:
 
 @hookimpl
 def optbench_optimizers() -> list[OptimizerSpec]:
-    """The seven torch.optim baselines every sweep compares against."""
+    """The torch.optim baselines every sweep compares against: seven first-order methods and L-BFGS."""
     adam = {"beta1": BETA1, "beta2": BETA2, "eps": EPS}
     return [
         OptimizerSpec("sgd", torch.optim.SGD, _lr(0.1, 1e-4, 10.0), fixed={"momentum": 0.0},
@@ -53,4 +72,10 @@ def optbench_optimizers() -> list[OptimizerSpec]:
         OptimizerSpec("adagrad", torch.optim.Adagrad, _lr(1e-2, 1e-4, 1.0),
                       {"eps": Param(1e-10, 1e-12, 1e-4, log=True)},
                       description="Adagrad: per-coordinate steps shrinking with the sum of squared gradients."),
+        OptimizerSpec("lbfgs", torch.optim.LBFGS, _lr(1.0, 1e-2, 10.0),
+                      fixed={"max_iter": 1, "max_eval": LBFGS_MAX_EVAL, "history_size": 10,
+                             "line_search_fn": "strong_wolfe"},
+                      needs_closure=True, exempt=LBFGS_EXEMPT,
+                      description="L-BFGS with a strong-Wolfe line search, one iteration per step: a deterministic "
+                                  "(full-batch) method; each step may evaluate the gradient several times."),
     ]

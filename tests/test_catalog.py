@@ -24,7 +24,7 @@ LOCAL_OPTIMIZER = """
 
 def test_builtins_come_from_the_optbench_entry_points(catalog):
     assert catalog.issues == []
-    for name in ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "lion"):
+    for name in ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "lbfgs", "lion"):
         assert name in catalog.optimizers
     assert {"rosenbrock", "quadratic", "digits_mlp", "digits_cnn"} <= set(catalog.problems)
     assert {"constant", "cosine"} <= set(catalog.schedules)
@@ -227,7 +227,8 @@ def test_a_wrapper_wraps_every_catalog_call_as_pluggy_documents(write_plugin):
     catalog = load_catalog([path])
     assert catalog.issues == []  # a wrapper no longer fails with "returned generator"
     module = next(m for m in sys.modules.values() if getattr(m, "__file__", None) == str(path))
-    assert module.seen == [sorted(["adam", "adamw", "adagrad", "momentum", "nesterov", "rmsprop", "sgd"]), ["lion"]]
+    assert module.seen == [sorted(["adam", "adamw", "adagrad", "lbfgs", "momentum", "nesterov", "rmsprop", "sgd"]),
+                           ["lion"]]
     assert "sgd" in catalog.optimizers
 
 

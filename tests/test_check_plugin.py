@@ -31,6 +31,16 @@ def test_a_builtin_optimizer_passes():
     assert "FAIL" not in done.stdout
 
 
+def test_lbfgs_passes_through_a_closure_with_its_exemptions_shown_as_skipped():
+    done = optbench("check-plugin", "lbfgs")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "optimizer lbfgs (plugin torch_optimizers): passes" in done.stdout
+    assert "| respects_lr          | SKIP" in done.stdout and "| param_groups         | SKIP" in done.stdout
+    for check in ("steps", "state_dict_roundtrip", "deterministic", "zero_grad", "no_grad_params", "device_cpu"):
+        assert f"| {check:<20} | PASS" in done.stdout, check
+    assert "FAIL" not in done.stdout
+
+
 def test_a_faulty_optimizer_fails_with_the_check_and_its_reason(tmp_path):
     path = tmp_path / "stubborn.py"
     shutil.copy(PLANTED, path)

@@ -43,7 +43,7 @@ def test_every_example_plugin_loads_cleanly(catalog):
     assert catalog.issues == []
     origins = {Path(plugin).name for plugin in catalog.origin.values()}
     assert set(EXAMPLES) - {"fastest_plugin.py", "csv_log_plugin.py"} <= origins
-    assert {"radam", "nadam"} <= set(catalog.optimizers)
+    assert {"radam", "nadam", "sam"} <= set(catalog.optimizers)
     assert "wine_mlp" in catalog.problems and "inverse_sqrt" in catalog.schedules
 
 
@@ -56,6 +56,20 @@ def test_the_documented_optimizers_and_problem_train(catalog):
         assert result.status == "ok", result.error
         assert result.steps_to_target is not None  # the documented target is reachable in the documented budget
     assert catalog.optimizers["nadam"].build([torch.nn.Parameter(torch.zeros(1))]).defaults["betas"] == (0.9, 0.999)
+
+
+def test_the_documented_closure_optimizer_conforms_and_is_counted_twice_a_step(catalog):
+    from bench_core.testing import assert_optimizer_conforms
+
+    spec = catalog.optimizers["sam"]
+    assert spec.needs_closure
+    assert_optimizer_conforms(spec, devices=["cpu"])
+    config = TrialConfig(problem="quadratic", optimizer="sam", hyperparams=spec.defaults(), budget=Budget("steps", 30),
+                         batch_size=8, problem_options=dict(catalog.problems["quadratic"].options), evals=3)
+    result = run_trial(config, ProblemCache(catalog))
+    assert result.status == "ok", result.error
+    assert result.gradient_evaluations == 2 * result.steps == 60
+    assert result.final["train_loss"] < result.curve[0]["train_loss"]
 
 
 def test_the_documented_schedule_warms_up_then_decays(catalog):

@@ -24,10 +24,19 @@ def run(name: str, hyperparams: dict[str, float], steps: int) -> torch.Tensor:
     """The iterate after ``steps`` steps of the built optimizer on the quadratic."""
     x = torch.nn.Parameter(START.clone())
     optimizer = SPECS[name].build([x], hyperparams)
-    for _ in range(steps):
+
+    def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        (0.5 * (CURVATURE * x * x).sum()).backward()
-        optimizer.step()
+        loss = 0.5 * (CURVATURE * x * x).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        if SPECS[name].needs_closure:
+            optimizer.step(closure)
+        else:
+            closure()
+            optimizer.step()
     return x.detach()
 
 
@@ -47,6 +56,8 @@ BUILD_CASES = [
     ("rmsprop", {"alpha": 0.95, "momentum": 0.5, "eps": 1e-7}, torch.optim.RMSprop,
      {"lr": 1e-3, "alpha": 0.95, "momentum": 0.5, "eps": 1e-7, "centered": False}),
     ("adagrad", {"lr": 0.05, "eps": 1e-9}, torch.optim.Adagrad, {"lr": 0.05, "eps": 1e-9}),
+    ("lbfgs", {"lr": 0.5}, torch.optim.LBFGS,
+     {"lr": 0.5, "max_iter": 1, "max_eval": 26, "history_size": 10, "line_search_fn": "strong_wolfe"}),
 ]
 
 HYPERPARAMS = {
@@ -57,11 +68,43 @@ HYPERPARAMS = {
     "adamw": {"beta1", "beta2", "eps", "weight_decay"},
     "rmsprop": {"alpha", "eps", "momentum"},
     "adagrad": {"eps"},
+    "lbfgs": set(),
 }
 
 
-def test_the_seven_torch_optimizers_are_provided():
+def test_the_eight_torch_optimizers_are_provided_and_only_lbfgs_needs_a_closure():
     assert set(SPECS) == set(HYPERPARAMS)
+    assert {name for name, spec in SPECS.items() if spec.needs_closure} == {"lbfgs"}
+    description = SPECS["lbfgs"].description
+    assert "deterministic" in description and "full-batch" in description and "several times" in description
+    assert SPECS["lbfgs"].lr.default == 1.0
+
+
+def test_lbfgs_with_its_line_search_solves_the_quadratic_like_a_quasi_newton_method():
+    """On a 4-D quadratic, L-BFGS (exact curvature pairs) converges in a handful of iterations, gradient descent not."""
+    assert float(run("lbfgs", {}, 12).abs().max()) < 1e-5
+    assert float(run("sgd", {"lr": 0.25}, 12).abs().max()) > 0.1  # lr 1/L: the slow mode (a = 0.5) still far off
+
+
+def test_lbfgs_line_search_can_shorten_a_step_at_one_iteration_per_step():
+    """At max_iter=1 torch caps the search at max_eval - 1 evaluations: the default max_eval (1) leaves none.
+
+    A first trial step far too long (lr 10) must then be cut back by the search, not taken or refused.
+    """
+    x = run("lbfgs", {"lr": 10.0}, 8)
+    assert float(x.abs().max()) < 1e-6
+    capped = torch.nn.Parameter(START.clone())
+    stuck = torch.optim.LBFGS([capped], lr=10.0, max_iter=1, line_search_fn="strong_wolfe")  # torch's default max_eval
+
+    def closure() -> torch.Tensor:
+        stuck.zero_grad()
+        loss = 0.5 * (CURVATURE * capped * capped).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(8):
+        stuck.step(closure)
+    assert float(capped.detach().abs().max()) > 1e-2, "the test needs a case that torch's default gets stuck on"
 
 
 @pytest.mark.parametrize(("name", "hyperparams", "cls", "expected"), BUILD_CASES, ids=[c[0] for c in BUILD_CASES])

@@ -230,3 +230,59 @@ def test_errored_trials_are_counted_and_thin_sections_say_so(tmp_path):
         for token in block.children or []:
             if token.type == "image":
                 assert (path.parent / token.attrGet("src")).stat().st_size > 0
+
+
+def _save_counted(store, problem, optimizer, seed, steps, evaluations, reached=None):
+    config = TrialConfig(problem=problem, optimizer=optimizer, hyperparams={"lr": 0.1}, budget=Budget("steps", steps),
+                         seed=seed)
+    final = {"train_loss": 0.1 + seed, "valid_loss": 0.1 + seed}
+    result = TrialResult(config.trial_id, "ok", steps=steps, samples=steps, final=final, best=final,
+                         curve=[{"step": 0, "samples": 0, "seconds": 0.0, "lr": 0.1, **final}],
+                         steps_to_target=reached, gradient_evaluations=evaluations)
+    store.save(config, result)
+    store.add_to_suite("g", [config.trial_id])
+
+
+def test_gradient_evaluations_are_shown_where_some_optimizer_evaluates_more_than_once_a_step(tmp_path):
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("g", {}, {})
+        # p: a closure optimizer (three seeds: 25, 31 and 40 evaluations in 10 steps -> median 31, 3.1 per step)
+        # beside one stored before evaluations were counted (None: one per step) and one counted once a step
+        for seed, evaluations in enumerate([25, 31, 40]):
+            _save_counted(store, "p", "lbfgs", seed, 10, evaluations, reached=4)
+        for seed, evaluations in enumerate([None, 10]):
+            _save_counted(store, "p", "adam", seed, 10, evaluations, reached=8)
+        # q: every optimizer once a step: no column, no note
+        for seed in (0, 1):
+            _save_counted(store, "q", "adam", seed, 10, 10)
+            _save_counted(store, "q", "sgd", seed, 10, None)
+        text = write_report(store, "g", tmp_path / "out").read_text()
+    p = text[text.index("### Best configurations: p"):text.index("### Best configurations: q")]
+    q = text[text.index("### Best configurations: q"):]
+    q = q[:q.index("\n## ")]
+    assert "gradient evaluations" in p and "gradient evaluations" not in q
+    assert re.search(r"\| lbfgs .*\| 4 \(3/3\) +\| 31 \(3.1/step\) +\|", p)
+    assert re.search(r"\| adam .*\| 8 \(2/2\) +\| 10 \(1/step\) +\|", p)
+    assert "understate its cost by that ratio" in p and "understate" not in q
+
+
+def test_a_sweep_with_lbfgs_and_adam_reports_their_gradient_evaluations(tmp_path):
+    from bench_core.cli import main
+
+    results, reports = tmp_path / "r.sqlite", tmp_path / "reports"
+    assert main(["run", "--problem", "logistic", "--optimizer", "lbfgs,adam", "--lr", "1.0,0.03", "--steps", "20",
+                 "--batch-size", "341", "--evals", "4", "--name", "closure", "--results", str(results),
+                 "--report-dir", str(reports), "--workers", "1", "--no-progress"]) == 0
+    with Store(results) as store:
+        trials = store.trials("closure")
+    text = (reports / "closure" / "README.md").read_text()
+    table = text[text.index("### Best configurations: logistic"):]
+    header = next(line for line in table.splitlines() if line.startswith("| optimizer"))
+    assert re.search(r"\| steps to target +\| gradient evaluations +\|", header)
+    chosen = {line.split("|")[1].strip().split()[0]: line for line in table.splitlines()[4:6]}
+    lbfgs = trials[trials["optimizer"] == "lbfgs"]
+    assert set(chosen) == {"lbfgs", "adam"}
+    assert re.search(r"\| 20 \(1/step\) +\|", chosen["adam"])
+    evaluations = {int(v) for v in lbfgs["gradient_evaluations"]}
+    assert any(f"| {v} (" in chosen["lbfgs"] for v in evaluations) and min(evaluations) > 20
+    assert "understate its cost by that ratio" in table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 
@@ -22,7 +23,7 @@ from bench_core.runner import (
     run_trial,
     target_resolution,
 )
-from bench_core.specs import Budget, default_metric_range
+from bench_core.specs import Budget, OptimizerSpec, Param, default_metric_range
 from bench_core.trial import TrialConfig
 
 FLAKY_PROBLEM = """
@@ -531,3 +532,124 @@ def test_a_schedule_free_optimizer_is_scored_at_its_evaluation_iterate(write_plu
         assert point["train_loss"] == pytest.approx(at_eval[point["step"]], rel=1e-5), point["step"]
     # the two iterates really differ here, so scoring the training iterate would have been caught
     assert abs(at_train[steps] - at_eval[steps]) > 0.01 * at_eval[steps]
+
+
+# --- optimizers that need a closure ---------------------------------------------------------------
+
+
+def test_lbfgs_on_logistic_trains_like_a_plain_torch_loop_and_counts_every_closure_call(catalog):
+    seed, steps, evals = 3, 30, 15
+    options = dict(catalog.problems["logistic"].options)
+    cache = ProblemCache(catalog)
+    problem = cache.get("logistic", options, "cpu")
+    n = problem.train_size  # full batch: L-BFGS is a deterministic method
+    config = TrialConfig(problem="logistic", optimizer="lbfgs", hyperparams={"lr": 1.0}, budget=Budget("steps", steps),
+                         batch_size=n, seed=seed, evals=evals, problem_options=options)
+    result = run_trial(config, cache)
+    assert result.status == "ok", result.error
+
+    # The plain loop: torch.optim.LBFGS as its documentation shows it, the loss written out, the full batch drawn
+    # in the documented order (one randperm per epoch from a generator seeded with the trial seed).
+    X, y, l2 = problem.X_train, problem.y_train, options["l2"]
+    torch.manual_seed(seed)
+    model = problem.init_model()
+    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=1, max_eval=26, history_size=10,
+                              line_search_fn="strong_wolfe")
+    generator = torch.Generator().manual_seed(seed)
+    eval_at = set(evaluation_steps(steps, evals))
+    calls = 0
+
+    def closure(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        lbfgs.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(model(bx).squeeze(-1), by) + 0.5 * l2 * model.weight.square().sum()
+        loss.backward()
+        return loss
+
+    plain = {0: problem.evaluate(model)}
+    for step in range(1, steps + 1):
+        order = torch.randperm(n, generator=generator)
+        lbfgs.step(functools.partial(closure, X[order], y[order]))
+        if step in eval_at:
+            plain[step] = problem.evaluate(model)
+
+    assert [point["step"] for point in result.curve] == sorted(plain)
+    for point in result.curve:
+        assert point["train_loss"] == pytest.approx(plain[point["step"]]["train_loss"], rel=1e-9), point["step"]
+    assert result.final["train_loss"] == pytest.approx(plain[steps]["train_loss"], rel=1e-9)
+    assert result.gradient_evaluations == calls
+    assert calls > steps, "the line search evaluated more than once in some step"
+    # reached at the first evaluation point where the plain loop's suboptimality meets the target
+    target = problem.target.value
+    reached = min(step for step, metrics in plain.items() if metrics["train_suboptimality"] <= target)
+    assert result.steps_to_target == reached < steps
+    assert result.target_every == steps // evals
+
+
+def sam_catalog(catalog):
+    from closure_optimizers import ToySAM
+
+    sam = OptimizerSpec("sam", ToySAM, lr=0.05, hyperparams={"rho": Param(0.05, 0.0, 1.0)}, needs_closure=True)
+    return dataclasses.replace(catalog, optimizers={**catalog.optimizers, "sam": sam})
+
+
+def test_a_sam_like_optimizer_counts_two_evaluations_per_step_and_records_each_steps_starting_loss(catalog):
+    """Per-step target on a deterministic problem, a schedule and stop-at-target, with a closure optimizer.
+
+    The loss kept for step k is the closure's first evaluation, f(x_k) at the point the step starts from, so
+    steps to target are exactly those of a plain loop that records f(x_k) before SAM's two evaluations.
+    """
+    from closure_optimizers import ToySAM
+
+    catalog = sam_catalog(catalog)
+    steps, evals, lr, rho, seed = 120, 6, 0.08, 0.05, 0
+    options = {"noise": 0.0, "dim": 8, "condition": 10.0}
+    config = trial(optimizer="sam", steps=steps, evals=evals, options=options, schedule="cosine", seed=seed,
+                   catalog=catalog, lr=lr, rho=rho)
+    cache = ProblemCache(catalog)
+    result = run_trial(config, cache)
+    assert result.status == "ok", result.error
+    assert result.gradient_evaluations == 2 * steps
+
+    problem = cache.get("quadratic", config.problem_options, "cpu")
+    multiplier, schedule_options = catalog.schedules["cosine"].multiplier, dict(catalog.schedules["cosine"].options)
+    torch.manual_seed(seed)
+    model = problem.init_model()
+    sam = ToySAM(model.parameters(), lr=lr, rho=rho)
+    batches = problem.batches(1, torch.Generator().manual_seed(seed))
+    starts = []  # f(x_k) for k = 0..steps-1
+
+    def closure(batch):
+        sam.zero_grad()
+        loss = problem.loss(model, batch)
+        loss.backward()
+        return loss
+
+    for step in range(steps):
+        sam.param_groups[0]["lr"] = lr * multiplier(step, steps, **schedule_options)
+        starts.append(sam.step(functools.partial(closure, next(batches))).item())  # SAM returns its first loss
+    assert sam.calls == 2 * steps
+    assert result.final["train_loss"] == pytest.approx(problem.evaluate(model)["train_loss"], rel=1e-9)
+    k = next(step for step, value in enumerate(starts) if value <= problem.target.value)
+    assert k % (steps // evals) != 0, "the test needs a target met between evaluation points"
+    assert result.steps_to_target == k and result.target_every == 1
+
+    stopped = run_trial(dataclasses.replace(config, stop_at_target=True), cache)
+    assert stopped.steps_to_target == k and k < stopped.steps < steps
+    assert stopped.gradient_evaluations == 2 * stopped.steps
+
+
+def test_closure_optimizers_are_counted_when_they_diverge_or_run_on_the_clock_and_plain_ones_once_a_step(catalog):
+    catalog = sam_catalog(catalog)
+    cache = ProblemCache(catalog)
+    blowup = run_trial(trial(optimizer="sam", steps=200, options={"noise": 0.0}, catalog=catalog, lr=5.0), cache)
+    assert blowup.status == "diverged" and blowup.steps < 200
+    assert blowup.gradient_evaluations == 2 * blowup.steps
+    clocked = run_trial(dataclasses.replace(trial(optimizer="sam", batch_size=8, catalog=catalog, lr=0.01),
+                                            budget=Budget("seconds", 1)), cache)
+    assert clocked.status == "ok" and clocked.steps > 10
+    assert clocked.gradient_evaluations == 2 * clocked.steps
+    for optimizer in ("sgd", "adam"):
+        plain = run_trial(trial(optimizer=optimizer, steps=37, batch_size=8, catalog=catalog, lr=0.01), cache)
+        assert plain.status == "ok" and plain.gradient_evaluations == plain.steps == 37

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -423,3 +424,30 @@ def test_kill_9_while_saving_leaves_a_sound_database_with_every_acknowledged_tri
         config_json, final, best, curve = (json.loads(text) for text in texts)
         assert len(curve) == 300 and math.isnan(final["train_loss"]) and best["step"] == 299
         assert TrialConfig.from_json(json.dumps(config_json)).trial_id
+
+
+def test_gradient_evaluations_round_trip_through_the_store_and_export_as_integers(tmp_path, catalog):
+    """A real L-BFGS trial (a line search: more evaluations than steps) and an Adam one, stored and exported."""
+    from bench_core.runner import ProblemCache, run_trial
+
+    cache = ProblemCache(catalog)
+    options = dict(catalog.problems["logistic"].options)
+    full_batch = cache.get("logistic", options, "cpu").train_size
+    configs = [TrialConfig(problem="logistic", optimizer=name, hyperparams=catalog.optimizers[name].defaults(),
+                           budget=Budget("steps", 12), batch_size=full_batch, evals=2, problem_options=options)
+               for name in ("lbfgs", "adam")]
+    results = [run_trial(cfg, cache) for cfg in configs]
+    assert results[0].gradient_evaluations > results[0].steps == 12 == results[1].gradient_evaluations
+    with Store(tmp_path / "r.sqlite") as store:
+        for cfg, result in zip(configs, results, strict=True):
+            store.save(cfg, result)
+        frame = store.trials().set_index("trial_id")
+        store.export(tmp_path / "trials.csv")
+    for cfg, result in zip(configs, results, strict=True):
+        assert frame.loc[cfg.trial_id, "gradient_evaluations"] == result.gradient_evaluations
+    with (tmp_path / "trials.csv").open(newline="") as handle:
+        cells = {row["trial_id"]: row["gradient_evaluations"] for row in csv.DictReader(handle)}
+    assert cells == {cfg.trial_id: str(result.gradient_evaluations) for cfg, result in zip(configs, results,
+                                                                                             strict=True)}
+    back = pd.read_csv(tmp_path / "trials.csv").set_index("trial_id")
+    assert back["gradient_evaluations"].dtype == "int64"

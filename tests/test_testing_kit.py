@@ -520,3 +520,43 @@ def test_exemptions_skip_a_check_with_its_reason_and_a_wrong_name_is_refused():
     bad = OptimizerSpec("empty", IgnoresLr, exempt={"respects_lr": " "})
     with pytest.raises(ValueError, match="exempt must map check names to a reason"):
         bad.validate()
+
+
+# --- optimizers that need a closure ---------------------------------------------------------------
+
+
+def test_lbfgs_passes_the_kit_through_a_closure_with_only_its_two_honest_exemptions(catalog):
+    results = {r.name: r for r in check_optimizer(catalog.optimizers["lbfgs"], devices=["cpu"])}
+    assert {name for name, r in results.items() if r.skipped} == {"respects_lr", "param_groups"}
+    assert "line search" in results["respects_lr"].reason and "single parameter group" in results["param_groups"].reason
+    assert all(r.passed for r in results.values())
+    # without the closure the kit would fail every training check: L-BFGS's step() requires one
+    plain = OptimizerSpec("lbfgs_no_closure", torch.optim.LBFGS, lr=1.0, fixed={"max_iter": 1})
+    assert "steps" in failed(check_optimizer(plain, devices=["cpu"]))
+
+
+def test_a_sam_like_optimizer_passes_the_kit_through_its_closure_and_fails_without_one():
+    from closure_optimizers import ToySAM
+
+    results = check_optimizer(OptimizerSpec("sam", ToySAM, lr=0.05, needs_closure=True), devices=["cpu"])
+    assert failed(results) == set() and not any(r.skipped for r in results)
+    undeclared = check_optimizer(OptimizerSpec("sam", ToySAM, lr=0.05), devices=["cpu"])
+    assert "steps" in failed(undeclared)  # step() missing 'closure': the passes above went through the closure
+
+
+@pytest.mark.parametrize(("optimizer", "expected"), [
+    ("IgnoresClosureGradient", {"steps", "no_grad_params"}),
+    ("UnguardedSAM", {"zero_grad"}),
+    ("NeverCallsClosure", {"steps", "respects_lr", "param_groups", "state_dict_roundtrip", "deterministic",
+                           "zero_grad", "no_grad_params", "device_cpu"}),
+])
+def test_planted_closure_optimizer_faults_are_caught(optimizer, expected):
+    import closure_optimizers
+
+    spec = OptimizerSpec("planted", getattr(closure_optimizers, optimizer), lr=0.05, needs_closure=True)
+    results = check_optimizer(spec, devices=["cpu"])
+    assert failed(results) == expected
+    if optimizer == "NeverCallsClosure":
+        assert all("never called the closure" in r.reason for r in results if not r.passed)
+    with pytest.raises(AssertionError, match="planted fails"):
+        assert_optimizer_conforms(spec, devices=["cpu"])

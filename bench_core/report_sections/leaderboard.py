@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from tabulate import tabulate
 
-from bench_core.analysis import Entry, leaderboard
+from bench_core.analysis import Entry, leaderboard, more_than_one_evaluation_per_step
 from bench_core.configuration import selection_metric
 from bench_core.hookspecs import hookimpl
 from bench_core.report import heading, interval_cell, seeds_cell, value_cell
@@ -46,6 +46,7 @@ def variant_table(report: ReportContext, variant: str, trials: pd.DataFrame, ini
     headline = tests[-1] if tests else metric
     bounds = report.metric_range(trials, headline)
     entries = report.analysed(leaderboard, variant)
+    evaluations = more_than_one_evaluation_per_step(trials)
     rows = []
     for entry in entries:
         ok = entry.ok
@@ -53,13 +54,30 @@ def variant_table(report: ReportContext, variant: str, trials: pd.DataFrame, ini
         rows.append([entry.optimizer + _ended_above_mark(entry, initial), describe(entry, trials),
                      seeds_cell(entry.selected, len(entry.runs)), value_cell(entry.selected),
                      *[value_cell(ok[c]) for c in tests], interval_cell(ok[headline], bounds), _steps_cell(entry),
+                     *([evaluations_cell(entry)] if evaluations else []),
                      f"{seconds.median():.3g}" if len(seconds) else "–", failed_cell(entry)])
     notes = seed_noise_notes(entries, rows)
     headers = ["optimizer", "configuration", "seeds", f"{metric.removeprefix('final.')} (selection)",
                *[c.removeprefix("final.") for c in tests], f"95% interval of {headline.removeprefix('final.')}",
-               "steps to target", "seconds to target", "failed"]
+               "steps to target", *(["gradient evaluations"] if evaluations else []), "seconds to target", "failed"]
     return [heading(TITLE, variant), "", tabulate(rows, headers, tablefmt="github"), "",
-            *([notes, ""] if notes else []), resolution_note(trials), ""]
+            *([notes, ""] if notes else []), resolution_note(trials), "",
+            *([EVALUATIONS_NOTE, ""] if evaluations else [])]
+
+
+#: Under a table with the gradient-evaluations column (only where some optimizer evaluated more than once a step).
+EVALUATIONS_NOTE = (
+    "*Gradient evaluations*: the forward/backward passes the configuration's training made, median over its "
+    "finished seeds (one per step for trials stored before they were counted), and in brackets the median per "
+    "step. An optimizer that evaluates the gradient more than once a step (L-BFGS's line search, a closure) "
+    "pays that many per step: its steps to target understate its cost by that ratio.")
+
+
+def evaluations_cell(entry: Entry) -> str:
+    """Median gradient evaluations of the finished seeds and, in brackets, per step; ``–`` without a finished seed."""
+    if math.isnan(entry.median_evaluations):
+        return "–"
+    return f"{entry.median_evaluations:g} ({entry.evaluations_per_step:.3g}/step)"
 
 
 def describe(entry: Entry, trials: pd.DataFrame) -> str:
