@@ -13,7 +13,6 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -61,8 +60,8 @@ class InProcessExecutor(Executor):
 class ProcessPoolExecutorBackend(Executor):
     """A local pool of worker processes (``--workers N``), each with its share of CPU threads.
 
-    Workers start with ``spawn`` (safe with CUDA and with torch's thread pools) and ignore
-    Ctrl-C, which the driver handles. A worker that dies takes only its in-flight trials
+    Workers start with ``spawn`` (safe with CUDA and with torch's thread pools) with Ctrl-C
+    blocked, then ignore it: the driver handles it. A worker that dies takes only its in-flight trials
     with it: they are recorded as errors and the pool is restarted.
     """
 
@@ -91,9 +90,10 @@ class ProcessPoolExecutorBackend(Executor):
         limit = 2 * self.workers  # keep workers busy without queueing the whole sweep
         while True:
             for group in pending:
-                # A submit that spawns a worker does so with Ctrl-C ignored, which the worker inherits; once
-                # every worker is up, Ctrl-C stays live, so one pressed during a submit is never lost.
-                with _sigint_ignored() if self._may_spawn() else contextlib.nullcontext():
+                # A submit that spawns a worker does so with Ctrl-C blocked, which the worker inherits; the
+                # driver gets a Ctrl-C pressed meanwhile as soon as the submit returns (or at once, through
+                # another of its threads), so none is lost.
+                with _sigint_blocked() if self._may_spawn() else contextlib.nullcontext():
                     in_flight[self.pool.submit(_run_in_worker, group)] = group
                 if len(in_flight) >= limit:
                     break
@@ -162,21 +162,19 @@ def _lost(config: TrialConfig, why: object) -> TrialResult:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C in this process for a moment, so workers spawned meanwhile start with it ignored.
+def _sigint_blocked() -> Iterator[None]:
+    """Block Ctrl-C in this thread for a moment, so workers spawned meanwhile start with it blocked.
 
-    An ignored signal stays ignored across exec, and Python keeps it so: a worker then
-    cannot be interrupted while it is still importing torch, before its initializer runs
-    (the driver alone handles Ctrl-C). Only the main thread may change signal handlers.
+    A signal mask survives fork and exec: a worker then cannot be interrupted while it is
+    still importing torch, before its initializer ignores Ctrl-C for good (the driver alone
+    handles it). Unlike ignoring it, blocking loses nothing here: a Ctrl-C pressed meanwhile
+    stays pending and reaches the driver when the mask is restored.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 _worker_problems: ProblemCache | None = None
