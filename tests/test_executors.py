@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bench_core import runner
@@ -46,8 +47,8 @@ def test_timing_synchronises_cuda_before_reading_the_clock(monkeypatch):
     assert calls == [torch.device("cuda:0")]
 
 
-def test_ctrl_c_is_ignored_only_while_a_submit_may_spawn_a_worker(catalog, monkeypatch):
-    """A Ctrl-C that arrives while the driver ignores it is lost: only the submits that start workers may."""
+def test_ctrl_c_is_blocked_only_while_a_submit_may_spawn_a_worker(catalog, monkeypatch):
+    """Workers inherit the driver's signal mask: the submits that start them block Ctrl-C, the others leave it."""
     import contextlib
     import signal
 
@@ -57,7 +58,7 @@ def test_ctrl_c_is_ignored_only_while_a_submit_may_spawn_a_worker(catalog, monke
     real_submit = executors.ProcessPoolExecutor.submit
 
     def recording_submit(self, *args, **kwargs):
-        handlers_at_submit.append(signal.getsignal(signal.SIGINT))
+        handlers_at_submit.append(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
         return real_submit(self, *args, **kwargs)
 
     monkeypatch.setattr(executors.ProcessPoolExecutor, "submit", recording_submit)
@@ -66,5 +67,17 @@ def test_ctrl_c_is_ignored_only_while_a_submit_may_spawn_a_worker(catalog, monke
     with contextlib.closing(ProcessPoolExecutorBackend(workers=2, threads_per_worker=1)) as pool:
         results = list(pool.run([[config] for config in sweep.trials]))
     assert len(results) == 8 and all(trial.status == "ok" for _, done in results for trial in done)
-    ignored = [handler == signal.SIG_IGN for handler in handlers_at_submit]
-    assert ignored == [True, True] + [False] * 6  # the two workers start on the first two submits
+    assert handlers_at_submit == [True, True] + [False] * 6  # the two workers start on the first two submits
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_a_ctrl_c_while_a_worker_spawns_is_delivered_afterwards_not_lost():
+    import signal
+
+    from bench_core import executors
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt), executors._sigint_blocked():
+        signal.raise_signal(signal.SIGINT)
+        reached.append("the spawn finished undisturbed")
+    assert reached == ["the spawn finished undisturbed"]
