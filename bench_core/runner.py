@@ -193,8 +193,12 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     train_seconds = 0.0
     lr_now = base_lrs[0]
 
+    # needs_closure only: evaluations_after[k] = gradient evaluations made by the first k steps (host ints)
+    evaluations_after = [0]
+
     def reached(step: int, seconds_so_far: float) -> None:
         result.steps_to_target = step
+        result.gradient_evaluations_to_target = evaluations_after[step] if optimizer_spec.needs_closure else step
         result.samples_to_target = step * samples_per_step
         result.seconds_to_target = seconds_so_far
 
@@ -238,6 +242,7 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         if optimizer_spec.needs_closure:  # f(x_step) is the closure's first evaluation; the step may make more
             loss, evaluations = closure_step(optimizer, partial(problem.loss, model, batch))
             closure_evaluations += evaluations
+            evaluations_after.append(closure_evaluations)
         else:
             optimizer.zero_grad(set_to_none=True)
             loss = problem.loss(model, batch)

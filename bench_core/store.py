@@ -31,7 +31,8 @@ or ``metric_ranges`` columns; version 2 added them. Opening a version-1 file mig
 in place, in one transaction, keeping every row: its trials read back with
 ``target_every`` NaN (unknown), ``reason`` None and ``metric_ranges`` ``{}``. A file of a
 newer version than this optbench knows is refused untouched. Version 3 added
-``gradient_evaluations`` (NULL, read as NaN, for older trials: one per step) and
+``gradient_evaluations`` and ``gradient_evaluations_to_target`` (NULL, read as NaN, for
+older trials: one per step) and
 ``fingerprint`` (``{}`` for older trials: unknown).
 """
 
@@ -94,6 +95,7 @@ CREATE TABLE trials (
     reason TEXT,
     metric_ranges TEXT NOT NULL DEFAULT '{}',
     gradient_evaluations INTEGER,
+    gradient_evaluations_to_target INTEGER,
     fingerprint TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE runs (
@@ -117,19 +119,21 @@ MIGRATIONS = {
         "ALTER TABLE trials ADD COLUMN reason TEXT",
         "ALTER TABLE trials ADD COLUMN metric_ranges TEXT NOT NULL DEFAULT '{}'"),
     2: ("ALTER TABLE trials ADD COLUMN gradient_evaluations INTEGER",
+        "ALTER TABLE trials ADD COLUMN gradient_evaluations_to_target INTEGER",
         "ALTER TABLE trials ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '{}'"),
 }
 
 #: Result columns of ``trials()`` in order, as stored (``ran_on``: the device the trial really used).
 RESULT_COLUMNS = ("status", "reason", "steps", "gradient_evaluations", "samples", "steps_to_target",
-                  "samples_to_target", "seconds_to_target", "target_every", "train_seconds", "wall_seconds",
-                  "samples_per_second")
+                  "gradient_evaluations_to_target", "samples_to_target", "seconds_to_target", "target_every",
+                  "train_seconds", "wall_seconds", "samples_per_second")
 #: Result columns read back as float (NaN where missing).
-FLOAT_COLUMNS = ("gradient_evaluations", "steps_to_target", "samples_to_target", "seconds_to_target", "target_every",
-                 "train_seconds", "wall_seconds", "samples_per_second")
+FLOAT_COLUMNS = ("gradient_evaluations", "steps_to_target", "gradient_evaluations_to_target", "samples_to_target",
+                 "seconds_to_target", "target_every", "train_seconds", "wall_seconds", "samples_per_second")
 TAIL_COLUMNS = ("error", "ran_on", "finished_at", "config")
 #: Integer columns that may be missing: float with NaN in frames (pandas' usual missing value).
-NULLABLE_INTEGERS = ("batch_size", "gradient_evaluations", "steps_to_target", "samples_to_target", "target_every")
+NULLABLE_INTEGERS = ("batch_size", "gradient_evaluations", "steps_to_target", "gradient_evaluations_to_target",
+                     "samples_to_target", "target_every")
 CURVE_COLUMNS = ("step", "samples", "seconds", "lr")
 
 
@@ -293,6 +297,7 @@ class Store:
             "reason": result.reason,
             "metric_ranges": _dumps(result.metric_ranges),
             "gradient_evaluations": _integer(result.gradient_evaluations),
+            "gradient_evaluations_to_target": _integer(result.gradient_evaluations_to_target),
             "fingerprint": _dumps(result.fingerprint),
         }
         names = ", ".join(row)
@@ -355,7 +360,8 @@ class Store:
         ``Int64`` for a whole-number one; object holding the options for a categorical one),
         ``batch_size, schedule``, ``sched.<name>`` and ``opt.<name>`` for schedule and
         problem options, ``seed, device, evals, budget_unit, budget_amount``, the result
-        scalars (``status, reason, steps, gradient_evaluations, samples, steps_to_target, samples_to_target,
+        scalars (``status, reason, steps, gradient_evaluations, samples, steps_to_target,
+        gradient_evaluations_to_target, samples_to_target,
         seconds_to_target, target_every, train_seconds, wall_seconds, samples_per_second``),
         ``final.<metric>`` and ``best.<metric>``, ``metric_ranges`` (a dict per row: metric
         -> ``[low, high]``, ``{}`` for trials stored before it was recorded), ``fingerprint`` (a

@@ -122,6 +122,7 @@ class TrialResult:
     reason: str | None = None
     metric_ranges: dict[str, list[float]] = field(default_factory=dict)
     gradient_evaluations: int | None = None
+    gradient_evaluations_to_target: int | None = None
     fingerprint: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

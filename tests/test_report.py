@@ -232,13 +232,14 @@ def test_errored_trials_are_counted_and_thin_sections_say_so(tmp_path):
                 assert (path.parent / token.attrGet("src")).stat().st_size > 0
 
 
-def _save_counted(store, problem, optimizer, seed, steps, evaluations, reached=None):
+def _save_counted(store, problem, optimizer, seed, steps, evaluations, reached=None, evaluations_to_target=None):
     config = TrialConfig(problem=problem, optimizer=optimizer, hyperparams={"lr": 0.1}, budget=Budget("steps", steps),
                          seed=seed)
     final = {"train_loss": 0.1 + seed, "valid_loss": 0.1 + seed}
     result = TrialResult(config.trial_id, "ok", steps=steps, samples=steps, final=final, best=final,
                          curve=[{"step": 0, "samples": 0, "seconds": 0.0, "lr": 0.1, **final}],
-                         steps_to_target=reached, gradient_evaluations=evaluations)
+                         steps_to_target=reached, gradient_evaluations=evaluations,
+                         gradient_evaluations_to_target=evaluations_to_target)
     store.save(config, result)
     store.add_to_suite("g", [config.trial_id])
 
@@ -246,12 +247,13 @@ def _save_counted(store, problem, optimizer, seed, steps, evaluations, reached=N
 def test_gradient_evaluations_are_shown_where_some_optimizer_evaluates_more_than_once_a_step(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
         store.begin_run("g", {}, {})
-        # p: a closure optimizer (three seeds: 25, 31 and 40 evaluations in 10 steps -> median 31, 3.1 per step)
-        # beside one stored before evaluations were counted (None: one per step) and one counted once a step
-        for seed, evaluations in enumerate([25, 31, 40]):
-            _save_counted(store, "p", "lbfgs", seed, 10, evaluations, reached=4)
-        for seed, evaluations in enumerate([None, 10]):
-            _save_counted(store, "p", "adam", seed, 10, evaluations, reached=8)
+        # p: a closure optimizer (three seeds: 25, 31 and 40 evaluations in 10 steps -> 3.1 per step; the target
+        # after 4 steps, at 11, 13 and 17 evaluations -> 13) beside an optimizer stored before evaluations were
+        # counted (None: one per step) and one counted once a step: fewer steps, but more evaluations, than adam
+        for seed, (evaluations, to_target) in enumerate([(25, 11), (31, 13), (40, 17)]):
+            _save_counted(store, "p", "lbfgs", seed, 10, evaluations, reached=4, evaluations_to_target=to_target)
+        for seed, (evaluations, to_target) in enumerate([(None, None), (10, 8)]):
+            _save_counted(store, "p", "adam", seed, 10, evaluations, reached=8, evaluations_to_target=to_target)
         # q: every optimizer once a step: no column, no note
         for seed in (0, 1):
             _save_counted(store, "q", "adam", seed, 10, 10)
@@ -261,9 +263,13 @@ def test_gradient_evaluations_are_shown_where_some_optimizer_evaluates_more_than
     q = text[text.index("### Best configurations: q"):]
     q = q[:q.index("\n## ")]
     assert "gradient evaluations" in p and "gradient evaluations" not in q
-    assert re.search(r"\| lbfgs .*\| 4 \(3/3\) +\| 31 \(3.1/step\) +\|", p)
-    assert re.search(r"\| adam .*\| 8 \(2/2\) +\| 10 \(1/step\) +\|", p)
-    assert "understate its cost by that ratio" in p and "understate" not in q
+    assert re.search(r"\| lbfgs .*\| 4 \(3/3\) +\| 13 \(3.1/step\) +\|", p)
+    assert re.search(r"\| adam .*\| 8 \(2/2\) +\| 8 \(1/step\) +\|", p)
+    assert "compare speeds on this column" in p and "compare speeds" not in q
+    # the summary races on evaluations: adam (8) beats lbfgs (13) on p although lbfgs took fewer steps (4 < 8)
+    summary = text[text.index("## Summary across problems"):]
+    assert "Cost of an optimizer on a problem: gradient evaluations to target" in summary
+    assert re.search(r"\| adam +\| 50% +\|", summary) and re.search(r"\| lbfgs +\| 0% +\|", summary)
 
 
 def test_a_sweep_with_lbfgs_and_adam_reports_their_gradient_evaluations(tmp_path):
@@ -278,11 +284,15 @@ def test_a_sweep_with_lbfgs_and_adam_reports_their_gradient_evaluations(tmp_path
     text = (reports / "closure" / "README.md").read_text()
     table = text[text.index("### Best configurations: logistic"):]
     header = next(line for line in table.splitlines() if line.startswith("| optimizer"))
-    assert re.search(r"\| steps to target +\| gradient evaluations +\|", header)
+    assert re.search(r"\| steps to target +\| gradient evaluations to target +\|", header)
     chosen = {line.split("|")[1].strip().split()[0]: line for line in table.splitlines()[4:6]}
-    lbfgs = trials[trials["optimizer"] == "lbfgs"]
+    lbfgs = trials[trials["optimizer"] == "lbfgs"].iloc[0]
     assert set(chosen) == {"lbfgs", "adam"}
-    assert re.search(r"\| 20 \(1/step\) +\|", chosen["adam"])
-    evaluations = {int(v) for v in lbfgs["gradient_evaluations"]}
-    assert any(f"| {v} (" in chosen["lbfgs"] for v in evaluations) and min(evaluations) > 20
-    assert "understate its cost by that ratio" in table
+    assert re.search(r"\| (not reached|\d+) \(1/step\) +\|", chosen["adam"])
+    assert lbfgs["gradient_evaluations"] > lbfgs["steps"] == 20
+    per_step = float(re.search(r"\(([\d.]+)/step\)", chosen["lbfgs"]).group(1))
+    assert per_step == pytest.approx(lbfgs["gradient_evaluations"] / 20, rel=1e-2)
+    if not math.isnan(lbfgs["steps_to_target"]):
+        assert lbfgs["steps_to_target"] <= lbfgs["gradient_evaluations_to_target"] <= lbfgs["gradient_evaluations"]
+        assert f"| {int(lbfgs['gradient_evaluations_to_target'])} (" in chosen["lbfgs"]
+    assert "compare speeds on this column" in table

@@ -568,9 +568,11 @@ def test_lbfgs_on_logistic_trains_like_a_plain_torch_loop_and_counts_every_closu
         return loss
 
     plain = {0: problem.evaluate(model)}
+    calls_after = {0: 0}
     for step in range(1, steps + 1):
         order = torch.randperm(n, generator=generator)
         lbfgs.step(functools.partial(closure, X[order], y[order]))
+        calls_after[step] = calls
         if step in eval_at:
             plain[step] = problem.evaluate(model)
 
@@ -584,6 +586,7 @@ def test_lbfgs_on_logistic_trains_like_a_plain_torch_loop_and_counts_every_closu
     target = problem.target.value
     reached = min(step for step, metrics in plain.items() if metrics["train_suboptimality"] <= target)
     assert result.steps_to_target == reached < steps
+    assert result.gradient_evaluations_to_target == calls_after[reached] > reached
     assert result.target_every == steps // evals
 
 
@@ -634,6 +637,7 @@ def test_a_sam_like_optimizer_counts_two_evaluations_per_step_and_records_each_s
     k = next(step for step, value in enumerate(starts) if value <= problem.target.value)
     assert k % (steps // evals) != 0, "the test needs a target met between evaluation points"
     assert result.steps_to_target == k and result.target_every == 1
+    assert result.gradient_evaluations_to_target == 2 * k  # the k steps that led to x_k, two evaluations each
 
     stopped = run_trial(dataclasses.replace(config, stop_at_target=True), cache)
     assert stopped.steps_to_target == k and k < stopped.steps < steps

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bench_core.analysis import batch_scaling, critical_batch_size, leaderboard, setting_effects
+from bench_core.analysis import batch_scaling, critical_batch_size, leaderboard, setting_effects, speed_label
 from bench_core.configuration import selection_metric
 from bench_core.hookspecs import hookimpl
 from bench_core.report import anchor, slug
@@ -72,8 +72,8 @@ def default_optimizer(report: ReportContext) -> list[str]:
     one = trials["variant"].nunique() == 1
     link = anchor(leaderboard_section.TITLE, costs.index[0]) if one else "#" + slug(summary.TITLE)
     text = (f"**{DEFAULT_OPTIMIZER} as the all-round default:** it reached the target on {solved} of {len(costs)} "
-            f"problem(s) that some optimizer solved, and was within 2x of the fastest optimizer's steps to target "
-            f"on {len(within)} of them ([table]({link})).")
+            f"problem(s) that some optimizer solved, and was within 2x of the fastest optimizer's "
+            f"{speed_label(trials)} on {len(within)} of them ([table]({link})).")
     if slow:
         others = "; ".join(f"{v} (fastest: {costs.loc[v].idxmin()})" for v in slow)
         text += f" It was slower than 2x the fastest, or did not get there, on {others}."

@@ -59,7 +59,8 @@ def variant_table(report: ReportContext, variant: str, trials: pd.DataFrame, ini
     notes = seed_noise_notes(entries, rows)
     headers = ["optimizer", "configuration", "seeds", f"{metric.removeprefix('final.')} (selection)",
                *[c.removeprefix("final.") for c in tests], f"95% interval of {headline.removeprefix('final.')}",
-               "steps to target", *(["gradient evaluations"] if evaluations else []), "seconds to target", "failed"]
+               "steps to target", *(["gradient evaluations to target"] if evaluations else []), "seconds to target",
+               "failed"]
     return [heading(TITLE, variant), "", tabulate(rows, headers, tablefmt="github"), "",
             *([notes, ""] if notes else []), resolution_note(trials), "",
             *([EVALUATIONS_NOTE, ""] if evaluations else [])]
@@ -67,17 +68,20 @@ def variant_table(report: ReportContext, variant: str, trials: pd.DataFrame, ini
 
 #: Under a table with the gradient-evaluations column (only where some optimizer evaluated more than once a step).
 EVALUATIONS_NOTE = (
-    "*Gradient evaluations*: the forward/backward passes the configuration's training made, median over its "
-    "finished seeds (one per step for trials stored before they were counted), and in brackets the median per "
-    "step. An optimizer that evaluates the gradient more than once a step (L-BFGS's line search, a closure) "
-    "pays that many per step: its steps to target understate its cost by that ratio.")
+    "*Gradient evaluations to target*: the forward/backward passes the configuration's training made until it "
+    "reached the target, median over the seeds that did (one per step for trials stored before they were "
+    "counted), and in brackets the median per step over its whole run. An optimizer that evaluates the gradient "
+    "more than once a step (L-BFGS's line search, a closure) pays for each: compare speeds on this column, "
+    "which the summary and findings use, not on steps.")
 
 
 def evaluations_cell(entry: Entry) -> str:
-    """Median gradient evaluations of the finished seeds and, in brackets, per step; ``–`` without a finished seed."""
-    if math.isnan(entry.median_evaluations):
+    """Median gradient evaluations to target and, in brackets, per step; ``–`` without a finished seed."""
+    if math.isnan(entry.evaluations_per_step):
         return "–"
-    return f"{entry.median_evaluations:g} ({entry.evaluations_per_step:.3g}/step)"
+    reached = entry.median_evaluations_to_target
+    return f"{reached:g} ({entry.evaluations_per_step:.3g}/step)" if math.isfinite(reached) else \
+        f"not reached ({entry.evaluations_per_step:.3g}/step)"
 
 
 def describe(entry: Entry, trials: pd.DataFrame) -> str:

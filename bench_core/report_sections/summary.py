@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench_core.configuration import tuned_cost
+from bench_core.analysis import speed_label, target_costs
 from bench_core.hookspecs import hookimpl
 from bench_core.stats import performance_profile, profile_summary
 
@@ -21,8 +21,12 @@ TITLE = "Summary across problems"
 
 
 def costs(trials: pd.DataFrame) -> pd.DataFrame:
-    """Variants x optimizers: steps to target at each optimizer's best configuration (``inf``: not reached)."""
-    return tuned_cost(trials).unstack("optimizer")
+    """Variants x optimizers: the cost to target at each optimizer's best configuration (``inf``: not reached).
+
+    Steps to target, or gradient evaluations to target where some optimizer evaluates more
+    than once a step (:func:`bench_core.analysis.target_costs`).
+    """
+    return target_costs(trials).unstack("optimizer")
 
 
 @hookimpl
@@ -40,7 +44,11 @@ def optbench_report_section(report: ReportContext) -> str | None:
     summary = profile_summary(table_costs)
     table = [[name, f"{row.wins:.0%}", f"{row.within_2x:.0%}", f"{row.solved:.0%}"]
              for name, row in summary.iterrows()]
-    parts += ["Cost of an optimizer on a problem: steps to target at its best configuration (median over seeds; a "
+    label = speed_label(trials)
+    counted = ("" if label == "steps to target" else
+               " (steps for optimizers that evaluate the gradient once a step; L-BFGS and other closure optimizers "
+               "pay for every evaluation)")
+    parts += [f"Cost of an optimizer on a problem: {label}{counted} at its best configuration (median over seeds; a "
               "seed that missed counts as never), at the resolution each problem's table states. The performance "
               "profile (Dolan & Moré 2002) of an optimizer is the fraction of problems it solves within a factor τ "
               f"of the fastest optimizer on each; at τ = 1 it counts wins (ties count for each). {len(table_costs)} "
@@ -60,7 +68,7 @@ def optbench_report_section(report: ReportContext) -> str | None:
         ax.set_xscale("log", base=2)
         ax.set_ylim(-0.02, 1.02)
         ax.set(xlabel="τ (ratio to the fastest)", ylabel="fraction of problems solved",
-               title="Performance profiles: steps to target")
+               title=f"Performance profiles: {label}")
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
         figure.tight_layout()
