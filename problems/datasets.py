@@ -1,10 +1,17 @@
 """Readers for image data sets kept as local files: MNIST, Fashion-MNIST and CIFAR-10.
 
 optbench never downloads anything: a benchmark run should not depend on a mirror being
-up, and the results should not depend on which copy was fetched. Put the files in a
-folder under :func:`data_dir` (``--data-dir`` on the command line, or the
-``OPTBENCH_DATA_DIR`` environment variable; ``./data`` by default). The layouts that
-torchvision and the official archives unpack to are recognised as they are.
+up, and the results should not depend on which copy was fetched. Data sets are looked
+for where a user or a system package already keeps them, in this order (:func:`data_roots`):
+
+1. ``$OPTBENCH_DATA_DIR`` (``--data-dir`` on the command line), when set;
+2. ``./data``;
+3. the system's data folder, ``/usr/share/datasets``, where Debian's data packages put
+   them (``apt-get install dataset-fashion-mnist`` gives
+   ``/usr/share/datasets/fashion-mnist/`` with the four official IDX files, gzipped).
+
+Under each, the layouts that torchvision and the official archives unpack to are
+recognised as they are (:data:`DATASETS`); the first folder holding every file wins.
 
 Only plain binary formats are read (IDX for MNIST-like sets, CIFAR-10's "binary
 version"), never pickles, so a data file cannot run code. Every failure is a
@@ -25,6 +32,7 @@ import math
 import os
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +41,26 @@ __all__ = [
     "CIFAR10_RECORD_BYTES",
     "CIFAR10_TEST_FILE",
     "CIFAR10_TRAIN_FILES",
+    "DATASETS",
     "MNIST_FILES",
+    "SYSTEM_DATA_DIR",
     "DatasetCorrupt",
     "DatasetNotFound",
+    "candidate_folders",
     "data_dir",
+    "data_roots",
     "load_cifar10",
     "load_fashion_mnist",
     "load_mnist",
     "load_mnist_like",
+    "locate",
     "read_cifar10_batch",
     "read_idx",
 ]
 
 DATA_DIR_ENV = "OPTBENCH_DATA_DIR"
+#: Where system packages install data sets (Debian's ``dataset-*`` packages).
+SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 
 #: IDX type codes and the big-endian dtypes they stand for.
 IDX_DTYPES = {
@@ -81,10 +96,85 @@ class DatasetCorrupt(ValueError):
     """A data file exists but cannot be what it claims to be (truncated, bad header, bad labels)."""
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """Where one data set's files may lie: sub-folders of a user's data folder, of the system's, and its package."""
+
+    title: str
+    #: Sub-folders of ``$OPTBENCH_DATA_DIR`` and ``./data``: optbench's own name, then torchvision's/the archive's.
+    folders: tuple[str, ...]
+    #: Sub-folders of :data:`SYSTEM_DATA_DIR`.
+    system_folders: tuple[str, ...]
+    #: The Debian package that installs it there, if there is one.
+    package: str | None = None
+
+
+DATASETS = {
+    "mnist": Dataset("MNIST", ("mnist", "MNIST/raw"), ("mnist",)),
+    "fashion_mnist": Dataset("Fashion-MNIST", ("fashion_mnist", "FashionMNIST/raw"), ("fashion-mnist",),
+                             package="dataset-fashion-mnist"),
+    "cifar10": Dataset("CIFAR-10", ("cifar-10-batches-bin", "cifar10/cifar-10-batches-bin", "cifar10"),
+                       ("cifar-10-batches-bin", "cifar10")),
+}
+
+
 def data_dir() -> Path:
-    """The folder data sets are looked up in: ``$OPTBENCH_DATA_DIR`` if set, else ``./data``."""
+    """The user's data folder: ``$OPTBENCH_DATA_DIR`` if set, else ``./data``."""
     value = os.environ.get(DATA_DIR_ENV)
     return Path(value) if value else Path("data")
+
+
+def data_roots() -> list[Path]:
+    """The folders data sets are looked for under, in order: ``$OPTBENCH_DATA_DIR``, ``./data``, the system's."""
+    roots = [Path(os.environ[DATA_DIR_ENV])] if os.environ.get(DATA_DIR_ENV) else []
+    return [*roots, Path("data"), SYSTEM_DATA_DIR]
+
+
+def candidate_folders(key: str) -> list[Path]:
+    """Every folder data set ``key`` may lie in, in search order."""
+    dataset = DATASETS[key]
+    folders = []
+    for root in data_roots():
+        subs = dataset.system_folders if root == SYSTEM_DATA_DIR else dataset.folders
+        folders += [root / sub for sub in subs]
+    return list(dict.fromkeys(folders))
+
+
+def locate(key: str) -> Path:
+    """The first folder holding every file of data set ``key``; :class:`DatasetNotFound` says where it looked."""
+    dataset = DATASETS[key]
+    return _first_complete(dataset.title, candidate_folders(key), _expected_files(key), gz=key != "cifar10",
+                           hint=_hint(dataset))
+
+
+def _hint(dataset: Dataset) -> str:
+    package = f"apt-get install {dataset.package}, or " if dataset.package else ""
+    return (f"{package}put them in {DATA_DIR_ENV} or ./data under {dataset.folders[0]}/ "
+            "(--data-dir sets the folder)")
+
+
+def _first_complete(title: str, folders: Sequence[Path], names: Sequence[str], gz: bool, hint: str) -> Path:
+    """The first of ``folders`` holding every file of ``names`` (plain, or ``.gz`` where ``gz``)."""
+    partial: dict[Path, list[str]] = {}
+    for folder in folders:
+        found = [_find(folder, name) if gz else _exact(folder, name) for name in names]
+        if all(found):
+            return folder
+        if any(found):
+            partial[folder] = [name for name, path in zip(names, found, strict=True) if path is None]
+    looked = ", ".join(str(folder) for folder in folders)
+    lacking = "".join(f"; {folder} lacks {', '.join(missing)}" for folder, missing in partial.items())
+    form = " (optionally .gz)" if gz else " (the binary version, cifar-10-binary.tar.gz)"
+    raise DatasetNotFound(f"{title} not found: looked in {looked}; it needs {', '.join(names)}{form}: "
+                          f"{hint}{lacking}")
+
+
+def _expected_files(key: str) -> list[str]:
+    return [*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE] if key == "cifar10" else list(MNIST_FILES.values())
+
+
+def _exact(folder: Path, name: str) -> Path | None:
+    return folder / name if (folder / name).is_file() else None
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -150,15 +240,6 @@ def _readonly(*arrays: np.ndarray) -> None:
         array.flags.writeable = False
 
 
-def _not_found(name: str, folders: Sequence[Path], files: Sequence[str], partial: dict[Path, list[str]],
-               suffix: str) -> DatasetNotFound:
-    looked = ", ".join(str(folder) for folder in folders)
-    lacking = "".join(f"; {folder} lacks {', '.join(missing)}" for folder, missing in partial.items())
-    return DatasetNotFound(f"{name} not found: looked in {looked}; put {', '.join(files)} there{suffix}, "
-                           f"or point --data-dir (OPTBENCH_DATA_DIR) at the folder holding {folders[0].name}/"
-                           f"{lacking}")
-
-
 def load_mnist_like(name: str, folder_candidates: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, np.ndarray]]:
     """``{"train"|"test": {"images": uint8 (n, 28, 28), "labels": int64 (n,)}}`` from the first complete folder.
 
@@ -168,15 +249,15 @@ def load_mnist_like(name: str, folder_candidates: Sequence[str | os.PathLike[str
     folders = [Path(folder) for folder in folder_candidates]
     if not folders:
         raise ValueError(f"{name}: no folders to search")
-    partial: dict[Path, list[str]] = {}
-    for folder in folders:
-        found = {key: _find(folder, filename) for key, filename in MNIST_FILES.items()}
-        if all(found.values()):
-            paths = [found[key] for key in MNIST_FILES]
-            return _load_mnist_folder(name, _fingerprint(paths))
-        if any(found.values()):
-            partial[folder] = [MNIST_FILES[key] for key, path in found.items() if path is None]
-    raise _not_found(name, folders, list(MNIST_FILES.values()), partial, " (optionally .gz)")
+    folder = _first_complete(name, folders, list(MNIST_FILES.values()), gz=True,
+                             hint=f"put them in one of those folders, or point --data-dir ({DATA_DIR_ENV}) at "
+                                  f"the folder holding {folders[0].name}/")
+    return _load_mnist_folder(name, _fingerprint([_find(folder, n) for n in MNIST_FILES.values()]))
+
+
+def _load_dataset(key: str) -> dict[str, dict[str, np.ndarray]]:
+    folder = locate(key)
+    return _load_mnist_folder(DATASETS[key].title, _fingerprint([_find(folder, n) for n in MNIST_FILES.values()]))
 
 
 @functools.lru_cache(maxsize=8)
@@ -202,15 +283,14 @@ def _load_mnist_folder(name: str, files: tuple[tuple[str, int, int], ...]) -> di
 
 
 def load_mnist() -> dict[str, dict[str, np.ndarray]]:
-    """MNIST from ``<data_dir>/mnist`` or torchvision's ``<data_dir>/MNIST/raw``."""
-    root = data_dir()
-    return load_mnist_like("MNIST", [root / "mnist", root / "MNIST" / "raw"])
+    """MNIST from ``mnist/`` or torchvision's ``MNIST/raw/`` under a data folder (see :func:`data_roots`)."""
+    return _load_dataset("mnist")
 
 
 def load_fashion_mnist() -> dict[str, dict[str, np.ndarray]]:
-    """Fashion-MNIST from ``<data_dir>/fashion_mnist`` or torchvision's ``<data_dir>/FashionMNIST/raw``."""
-    root = data_dir()
-    return load_mnist_like("Fashion-MNIST", [root / "fashion_mnist", root / "FashionMNIST" / "raw"])
+    """Fashion-MNIST from ``fashion_mnist/`` or torchvision's ``FashionMNIST/raw/`` under a data folder,
+    or the system's ``/usr/share/datasets/fashion-mnist/`` (Debian's ``dataset-fashion-mnist``)."""
+    return _load_dataset("fashion_mnist")
 
 
 def read_cifar10_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -236,22 +316,13 @@ def read_cifar10_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
 def load_cifar10() -> dict[str, dict[str, np.ndarray]]:
     """CIFAR-10 (binary version) as ``{"train"|"test": {"images": uint8 (n, 3, 32, 32), "labels": int64 (n,)}}``.
 
-    Searches ``<data_dir>/cifar-10-batches-bin`` (where the official archive unpacks),
-    ``<data_dir>/cifar10/cifar-10-batches-bin`` and ``<data_dir>/cifar10`` for
-    ``data_batch_1.bin`` .. ``data_batch_5.bin`` and ``test_batch.bin``; the training
-    set is the five batches in order.
+    Searches ``cifar-10-batches-bin/`` (where the official archive unpacks),
+    ``cifar10/cifar-10-batches-bin/`` and ``cifar10/`` under each data folder (see
+    :func:`data_roots`) for ``data_batch_1.bin`` .. ``data_batch_5.bin`` and
+    ``test_batch.bin``; the training set is the five batches in order.
     """
-    root = data_dir()
-    folders = [root / "cifar-10-batches-bin", root / "cifar10" / "cifar-10-batches-bin", root / "cifar10"]
-    names = [*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE]
-    partial: dict[Path, list[str]] = {}
-    for folder in folders:
-        present = {name: (folder / name).is_file() for name in names}
-        if all(present.values()):
-            return _load_cifar10_folder(_fingerprint([folder / name for name in names]))
-        if any(present.values()):
-            partial[folder] = [name for name, ok in present.items() if not ok]
-    raise _not_found("CIFAR-10", folders, names, partial, " (the binary version, cifar-10-binary.tar.gz)")
+    folder = locate("cifar10")
+    return _load_cifar10_folder(_fingerprint([folder / name for name in _expected_files("cifar10")]))
 
 
 @functools.lru_cache(maxsize=4)

@@ -170,6 +170,7 @@ def test_cache_notices_a_replaced_file(monkeypatch, tmp_path):
 
 def test_missing_files_say_where_to_put_what_in_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("OPTBENCH_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIR", tmp_path / "system")
     with pytest.raises(DatasetNotFound) as info:
         load_mnist()
     message = str(info.value)
@@ -178,9 +179,34 @@ def test_missing_files_say_where_to_put_what_in_one_line(monkeypatch, tmp_path):
     for folder in (tmp_path / "nowhere" / "mnist", tmp_path / "nowhere" / "MNIST" / "raw"):
         assert str(folder) in message
     assert all(name in message for name in MNIST_NAMES)
+    assert "apt-get" not in message  # no package installs MNIST
     with pytest.raises(DatasetNotFound, match="Fashion-MNIST not found") as info:
         load_fashion_mnist()
     assert str(tmp_path / "nowhere" / "FashionMNIST" / "raw") in str(info.value)
+    assert str(tmp_path / "system" / "fashion-mnist") in str(info.value)
+    assert "apt-get install dataset-fashion-mnist" in str(info.value), "the message names the Debian package"
+
+
+def test_data_sets_are_found_in_the_documented_order(monkeypatch, tmp_path):
+    """$OPTBENCH_DATA_DIR, then ./data, then the system's folder (as Debian's dataset-fashion-mnist lays it out)."""
+    monkeypatch.chdir(tmp_path)
+    system, user = tmp_path / "usr-share-datasets", tmp_path / "mine"
+    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIR", system)
+    monkeypatch.delenv("OPTBENCH_DATA_DIR", raising=False)
+    assert datasets.data_roots() == [Path("data"), system]
+    write_mnist(system / "fashion-mnist", tiny_mnist(n_train=11, seed=1), gz=True)
+    assert datasets.locate("fashion_mnist") == system / "fashion-mnist"
+    assert len(load_fashion_mnist()["train"]["labels"]) == 11
+    write_mnist(tmp_path / "data" / "FashionMNIST" / "raw", tiny_mnist(n_train=12, seed=2))
+    assert len(load_fashion_mnist()["train"]["labels"]) == 12, "./data comes before the system's folder"
+    write_mnist(user / "fashion_mnist", tiny_mnist(n_train=13, seed=3))
+    monkeypatch.setenv("OPTBENCH_DATA_DIR", str(user))
+    assert datasets.data_roots() == [user, Path("data"), system]
+    assert datasets.locate("fashion_mnist") == user / "fashion_mnist"
+    assert len(load_fashion_mnist()["train"]["labels"]) == 13, "$OPTBENCH_DATA_DIR comes first"
+    assert datasets.candidate_folders("fashion_mnist") == [
+        user / "fashion_mnist", user / "FashionMNIST" / "raw", Path("data") / "fashion_mnist",
+        Path("data") / "FashionMNIST" / "raw", system / "fashion-mnist"]
 
 
 def test_an_incomplete_folder_is_skipped_and_reported(tmp_path):

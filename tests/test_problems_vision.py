@@ -13,7 +13,7 @@ from tiny_data import CIFAR_PER_BATCH, CIFAR_TEST, N_TEST, N_TRAIN, write_tiny_d
 
 from bench_core import Budget, Problem
 from bench_core.catalog import load_catalog
-from bench_core.problems import vision
+from bench_core.problems import datasets, vision
 from bench_core.problems.datasets import DatasetNotFound
 from bench_core.problems.vision import (
     VisionProblem,
@@ -237,6 +237,7 @@ def test_initialisation_follows_deepobs():
 @pytest.mark.parametrize("name", BUILDERS)
 def test_missing_data_raises_dataset_not_found(tmp_path, monkeypatch, name):
     monkeypatch.setenv("OPTBENCH_DATA_DIR", str(tmp_path / "nonexistent"))
+    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIR", tmp_path / "no-system-data")
     with pytest.raises(DatasetNotFound, match="not found") as info:
         BUILDERS[name]()
     message = str(info.value)
