@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="load a local plugin file or every .py file of a folder (repeatable)")
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", metavar="DIR",
-                      help="folder holding local data sets such as MNIST or CIFAR-10 (sets OPTBENCH_DATA_DIR; "
-                      "default: $OPTBENCH_DATA_DIR, else ./data)")
+                      help="folder holding local data sets such as MNIST or CIFAR-10 (sets OPTBENCH_DATA_DIR), "
+                      "searched before ./data and the system's /usr/share/datasets")
     results = argparse.ArgumentParser(add_help=False)
     results.add_argument("--results", default=DEFAULT_RESULTS, metavar="PATH",
                          help=f"SQLite results file (default: {DEFAULT_RESULTS})")
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     execution.add_argument("--rerun", action="store_true",
                      help="run every trial again, replacing stored results (default: skip stored trials)")
 
-    listing = commands.add_parser("list", parents=[plugins], help="list optimizers, problems, schedules, plugins",
+    listing = commands.add_parser("list", parents=[plugins, data], help="list optimizers, problems, schedules, plugins",
                                   description="List everything the installed and given plugins provide.")
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
     listing.set_defaults(handler=cmd_list)
@@ -185,6 +185,7 @@ def _load(args: argparse.Namespace) -> Catalog:
 def cmd_list(args: argparse.Namespace) -> int:
     from bench_core.listing import catalog_rows, render_listing
 
+    _use_data_dir(args)
     catalog = _load(args)
     rows = catalog_rows(catalog)
     print(json.dumps(rows, indent=2) if args.json else render_listing(rows))

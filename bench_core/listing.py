@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from bench_core.catalog import Catalog
 from bench_core.fingerprint import Fingerprints
+from bench_core.specs import ProblemSpec
 
 
 def _fmt(value: Any) -> str:
@@ -29,7 +30,8 @@ def catalog_rows(catalog: Catalog) -> dict[str, list[dict[str, Any]]]:
     problems = [
         {"name": name, "plugin": catalog.origin[("problem", name)], "options": dict(spec.options),
          "batch_size": spec.batch_size, "budget": f"{spec.budget.amount} {spec.budget.unit}",
-         "description": spec.description, "fingerprint": fingerprints.get("problem", name)}
+         "description": spec.description, "fingerprint": fingerprints.get("problem", name),
+         "data": data_status(spec)}
         for name, spec in sorted(catalog.problems.items())
     ]
     schedules = [
@@ -51,6 +53,18 @@ def catalog_rows(catalog: Catalog) -> dict[str, list[dict[str, Any]]]:
     return {"optimizers": optimizers, "problems": problems, "schedules": schedules, "searches": searches,
             "report_sections": report_section_rows(catalog), "plugins": plugins,
             "issues": list(catalog.issues)}
+
+
+def data_status(spec: ProblemSpec) -> dict[str, Any] | None:
+    """``{"found": True, "where": folder}`` or ``{"found": False, "message": ...}`` for a problem that reads
+    data files; ``None`` for one that does not. A failing lookup is reported, never raised."""
+    if spec.data is None:
+        return None
+    try:
+        return {"found": True, "where": str(spec.data())}
+    except Exception as exc:  # a plugin's lookup: whatever it raises is its answer
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        return {"found": False, "message": message, "hint": str(getattr(exc, "hint", message))}
 
 
 def report_section_rows(catalog: Catalog) -> list[dict[str, Any]]:
@@ -79,6 +93,9 @@ def render_listing(rows: dict[str, list[dict[str, Any]]]) -> str:
          ["name", "options", "plugin", "description"]),
         ("Search strategies", [[r["name"], "yes" if r["adaptive"] else "no", r["plugin"], r["description"]]
                                for r in rows["searches"]], ["name", "adaptive", "plugin", "description"]),
+        ("Data sets", [[r["name"], "found" if r["data"]["found"] else "not found",
+                        r["data"]["where"] if r["data"]["found"] else r["data"]["hint"]]
+                       for r in rows["problems"] if r.get("data")], ["problem", "data", "where / how to get it"]),
         ("Report sections", [[r["name"], r["plugin"]] for r in rows["report_sections"]], ["name", "plugin"]),
         ("Plugins", [[r["name"], r["version"] or "", r["source"], ", ".join(r["hooks"])] for r in rows["plugins"]],
          ["name", "version", "source", "hooks"]),

@@ -524,6 +524,10 @@ class ProblemSpec:
     budget: Budget = Budget("steps", 500)
     #: Conformance checks that do not apply to this problem, each with the reason (see OptimizerSpec.exempt).
     exempt: Mapping[str, str] = field(default_factory=dict)
+    #: For a problem that reads data files: a function returning where they were found, or raising
+    #: ``ValueError`` with a one-line message saying what is missing and how to get it. ``optbench list``
+    #: shows the answer for every such problem, without building it.
+    data: Callable[[], str] | None = None
 
     def __post_init__(self) -> None:
         check_name("problem", self.name)

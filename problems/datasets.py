@@ -89,7 +89,14 @@ N_CLASSES = 10
 
 
 class DatasetNotFound(ValueError):
-    """A data set's files are in none of the folders searched; the message says where to put them."""
+    """A data set's files are in none of the folders searched; the message says where to put them.
+
+    ``hint`` is the short form (how to get the files), for listings.
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint or message
 
 
 class DatasetCorrupt(ValueError):
@@ -149,7 +156,7 @@ def locate(key: str) -> Path:
 
 def _hint(dataset: Dataset) -> str:
     package = f"apt-get install {dataset.package}, or " if dataset.package else ""
-    return (f"{package}put them in {DATA_DIR_ENV} or ./data under {dataset.folders[0]}/ "
+    return (f"{package}put the files in {DATA_DIR_ENV} or ./data under {dataset.folders[0]}/ "
             "(--data-dir sets the folder)")
 
 
@@ -166,7 +173,7 @@ def _first_complete(title: str, folders: Sequence[Path], names: Sequence[str], g
     lacking = "".join(f"; {folder} lacks {', '.join(missing)}" for folder, missing in partial.items())
     form = " (optionally .gz)" if gz else " (the binary version, cifar-10-binary.tar.gz)"
     raise DatasetNotFound(f"{title} not found: looked in {looked}; it needs {', '.join(names)}{form}: "
-                          f"{hint}{lacking}")
+                          f"{hint}{lacking}", hint=hint)
 
 
 def _expected_files(key: str) -> list[str]:

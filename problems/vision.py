@@ -1,4 +1,6 @@
-"""DeepOBS image-classification test problems on local data: mnist_2c2d, fmnist_2c2d, cifar10_3c3d.
+"""DeepOBS image-classification test problems on local data: the logistic regressions and MLPs on MNIST
+and Fashion-MNIST (``mnist_logreg``, ``fmnist_logreg``, ``mnist_mlp``, ``fmnist_mlp``), the 2c2d CNNs on
+them (``mnist_2c2d``, ``fmnist_2c2d``) and ``cifar10_3c3d``.
 
 The models follow DeepOBS (Schneider, Balles & Hennig, ICLR 2019), architecture and
 initialisation included, so results can be set beside published DeepOBS baselines. The
@@ -22,8 +24,10 @@ Named shortcuts against DeepOBS: no data augmentation (DeepOBS trains cifar10_3c
 random crops, flips and lighting changes; here CIFAR-10 is only standardised per
 channel), and the default budgets are shorter (10 epochs for the MNIST problems, 20 for
 CIFAR-10, where DeepOBS runs fmnist_2c2d and cifar10_3c3d for 100 epochs) so that CPU
-users can finish a sweep. The targets are taken from the published DeepOBS baselines,
-not measured here: no real data set was available where this plugin was written.
+users can finish a sweep (5 epochs for the logistic regressions and MLPs, where DeepOBS
+runs 50 and 100). The 2c2d and 3c3d targets are taken from the published DeepOBS
+baselines; the Fashion-MNIST logreg and MLP targets were measured on the real files (see
+the constants below).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from torch import nn
 from bench_core import Budget, ProblemSpec, Target, hookimpl
 from bench_core.classification import ClassificationProblem, Split
 from bench_core.options import check_integer, check_number
-from bench_core.problems.datasets import load_cifar10, load_fashion_mnist, load_mnist
+from bench_core.problems.datasets import load_cifar10, load_fashion_mnist, load_mnist, locate
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -46,11 +50,17 @@ __all__ = [
     "VisionProblem",
     "build_cifar10_3c3d",
     "build_fmnist_2c2d",
+    "build_fmnist_logreg",
+    "build_fmnist_mlp",
     "build_mnist_2c2d",
+    "build_mnist_logreg",
+    "build_mnist_mlp",
     "eval_indices",
     "holdout_split",
     "net_2c2d",
     "net_3c3d",
+    "net_logreg",
+    "net_mlp",
     "optbench_problems",
 ]
 
@@ -102,6 +112,34 @@ def net_2c2d() -> nn.Sequential:
         nn.Linear(1024, N_CLASSES),
     )
     model.apply(_init_2c2d)
+    return model
+
+
+def net_logreg() -> nn.Sequential:
+    """DeepOBS's multinomial logistic regression: 784 pixels -> 10 logits, weights and biases initialised to 0."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, N_CLASSES))
+    nn.init.zeros_(model[1].weight)
+    nn.init.zeros_(model[1].bias)
+    return model
+
+
+def _init_mlp(module: nn.Module) -> None:
+    """DeepOBS's MLP initialisation: weights truncated normal (std 0.03, cut at 2 std), biases 0."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.03, a=-0.06, b=0.06)
+        nn.init.zeros_(module.bias)
+
+
+def net_mlp() -> nn.Sequential:
+    """DeepOBS's MLP: 784 -> 1000 ReLU -> 500 ReLU -> 100 ReLU -> 10 logits."""
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(28 * 28, 1000), nn.ReLU(),
+        nn.Linear(1000, 500), nn.ReLU(),
+        nn.Linear(500, 100), nn.ReLU(),
+        nn.Linear(100, N_CLASSES),
+    )
+    model.apply(_init_mlp)
     return model
 
 
@@ -193,7 +231,7 @@ def _split_official_train(n_train: int, valid_size: int) -> tuple[np.ndarray, np
 
 
 def _mnist_problem(load: Callable[[], dict], target: Target, device: torch.device | str, valid_size: object,
-                   eval_size: object, weight_decay: object) -> VisionProblem:
+                   eval_size: object, weight_decay: object, model_factory: Callable[[], nn.Module]) -> VisionProblem:
     valid_size, eval_size, weight_decay = _checked_options(valid_size, eval_size, weight_decay)
     data = load()
     images, labels = data["train"]["images"], data["train"]["labels"]
@@ -206,7 +244,7 @@ def _mnist_problem(load: Callable[[], dict], target: Target, device: torch.devic
     return VisionProblem(
         split(images[train_idx], labels[train_idx]), split(images[valid_idx], labels[valid_idx]),
         split(data["test"]["images"], data["test"]["labels"]),
-        model_factory=net_2c2d, target=target, weight_decay=weight_decay, eval_size=eval_size,
+        model_factory=model_factory, target=target, weight_decay=weight_decay, eval_size=eval_size,
         train_indices=train_idx, valid_indices=valid_idx, device=device,
     )
 
@@ -218,6 +256,17 @@ def _mnist_problem(load: Callable[[], dict], target: Target, device: torch.devic
 MNIST_TARGET = Target("valid_accuracy", 0.98)
 FMNIST_TARGET = Target("valid_accuracy", 0.88)
 CIFAR10_TARGET = Target("valid_accuracy", 0.70)
+#: The Fashion-MNIST logreg and MLP targets are measured on the real files (Debian's dataset-fashion-mnist):
+#: Adam at lr 1e-3, seed 0, batch 128, 5 epochs reached valid accuracy 0.848 (logreg, after 5 epochs) and 0.878
+#: (MLP, after 4); each target sits just below. The MNIST twins' are from the literature (DeepOBS reports about
+#: 0.92 test accuracy for logistic regression and 0.98 for the MLP): no MNIST files were available here.
+MNIST_LOGREG_TARGET = Target("valid_accuracy", 0.92)
+FMNIST_LOGREG_TARGET = Target("valid_accuracy", 0.84)
+MNIST_MLP_TARGET = Target("valid_accuracy", 0.97)
+FMNIST_MLP_TARGET = Target("valid_accuracy", 0.87)
+#: The logistic regressions' and MLPs' default budget (DeepOBS runs them 50 and 100 epochs; 5 keeps a CPU
+#: sweep of them in minutes per trial).
+SMALL_BUDGET = Budget("epochs", 5)
 MNIST_BUDGET = Budget("epochs", 10)
 FMNIST_BUDGET = Budget("epochs", 10)
 CIFAR10_BUDGET = Budget("epochs", 20)
@@ -227,13 +276,40 @@ BATCH_SIZE = 128
 def build_mnist_2c2d(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
                      weight_decay: float = 0.0) -> VisionProblem:
     """The ``mnist_2c2d`` spec's builder (ValueError naming a bad option, DatasetNotFound without data)."""
-    return _mnist_problem(load_mnist, MNIST_TARGET, device, valid_size, eval_size, weight_decay)
+    return _mnist_problem(load_mnist, MNIST_TARGET, device, valid_size, eval_size, weight_decay, net_2c2d)
 
 
 def build_fmnist_2c2d(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
                       weight_decay: float = 0.0) -> VisionProblem:
     """The ``fmnist_2c2d`` spec's builder (ValueError naming a bad option, DatasetNotFound without data)."""
-    return _mnist_problem(load_fashion_mnist, FMNIST_TARGET, device, valid_size, eval_size, weight_decay)
+    return _mnist_problem(load_fashion_mnist, FMNIST_TARGET, device, valid_size, eval_size, weight_decay,
+                          net_2c2d)
+
+
+def build_mnist_logreg(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
+                       weight_decay: float = 0.0) -> VisionProblem:
+    """The ``mnist_logreg`` spec's builder: DeepOBS's logistic regression on MNIST (same splits as mnist_2c2d)."""
+    return _mnist_problem(load_mnist, MNIST_LOGREG_TARGET, device, valid_size, eval_size, weight_decay, net_logreg)
+
+
+def build_fmnist_logreg(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
+                        weight_decay: float = 0.0) -> VisionProblem:
+    """The ``fmnist_logreg`` spec's builder: DeepOBS's logistic regression on Fashion-MNIST."""
+    return _mnist_problem(load_fashion_mnist, FMNIST_LOGREG_TARGET, device, valid_size, eval_size, weight_decay,
+                          net_logreg)
+
+
+def build_mnist_mlp(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
+                    weight_decay: float = 0.0) -> VisionProblem:
+    """The ``mnist_mlp`` spec's builder: DeepOBS's four-layer MLP on MNIST."""
+    return _mnist_problem(load_mnist, MNIST_MLP_TARGET, device, valid_size, eval_size, weight_decay, net_mlp)
+
+
+def build_fmnist_mlp(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
+                     weight_decay: float = 0.0) -> VisionProblem:
+    """The ``fmnist_mlp`` spec's builder: DeepOBS's four-layer MLP on Fashion-MNIST."""
+    return _mnist_problem(load_fashion_mnist, FMNIST_MLP_TARGET, device, valid_size, eval_size, weight_decay,
+                          net_mlp)
 
 
 def _channel_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -278,6 +354,11 @@ def build_cifar10_3c3d(device: torch.device | str = "cpu", valid_size: int = 500
     return problem
 
 
+def data_location(key: str) -> Callable[[], str]:
+    """A ``ProblemSpec.data`` lookup for one of :data:`~bench_core.problems.datasets.DATASETS`."""
+    return lambda: str(locate(key))
+
+
 @hookimpl
 def optbench_problems() -> list[ProblemSpec]:
     common = {"eval_size": 10000}
@@ -285,19 +366,46 @@ def optbench_problems() -> list[ProblemSpec]:
         ProblemSpec(
             "mnist_2c2d", build_mnist_2c2d, options={"valid_size": 10000, **common, "weight_decay": 0.0},
             description="DeepOBS 2c2d CNN on MNIST from local IDX files (--data-dir); target valid accuracy 0.98",
-            batch_size=BATCH_SIZE, budget=MNIST_BUDGET,
+            batch_size=BATCH_SIZE, budget=MNIST_BUDGET, data=data_location("mnist"),
         ),
         ProblemSpec(
             "fmnist_2c2d", build_fmnist_2c2d, options={"valid_size": 10000, **common, "weight_decay": 0.0},
-            description="DeepOBS 2c2d CNN on Fashion-MNIST from local IDX files (--data-dir); "
-                        "target valid accuracy 0.88",
-            batch_size=BATCH_SIZE, budget=FMNIST_BUDGET,
+            description="DeepOBS 2c2d CNN on Fashion-MNIST from local IDX files (--data-dir, or Debian's "
+                        "dataset-fashion-mnist); target valid accuracy 0.88",
+            batch_size=BATCH_SIZE, budget=FMNIST_BUDGET, data=data_location("fashion_mnist"),
+        ),
+        ProblemSpec(
+            "mnist_logreg", build_mnist_logreg, options={"valid_size": 10000, **common, "weight_decay": 0.0},
+            description="DeepOBS multinomial logistic regression on MNIST from local IDX files (--data-dir); "
+                        "target valid accuracy "
+                        f"{MNIST_LOGREG_TARGET.value}",
+            batch_size=BATCH_SIZE, budget=SMALL_BUDGET, data=data_location("mnist"),
+        ),
+        ProblemSpec(
+            "fmnist_logreg", build_fmnist_logreg, options={"valid_size": 10000, **common, "weight_decay": 0.0},
+            description="DeepOBS multinomial logistic regression on Fashion-MNIST from local IDX files "
+                        "(--data-dir, or Debian's dataset-fashion-mnist); target valid accuracy "
+                        f"{FMNIST_LOGREG_TARGET.value}",
+            batch_size=BATCH_SIZE, budget=SMALL_BUDGET, data=data_location("fashion_mnist"),
+        ),
+        ProblemSpec(
+            "mnist_mlp", build_mnist_mlp, options={"valid_size": 10000, **common, "weight_decay": 0.0},
+            description="DeepOBS MLP 784-1000-500-100-10 on MNIST from local IDX files (--data-dir); "
+                        "target valid accuracy "
+                        f"{MNIST_MLP_TARGET.value}",
+            batch_size=BATCH_SIZE, budget=SMALL_BUDGET, data=data_location("mnist"),
+        ),
+        ProblemSpec(
+            "fmnist_mlp", build_fmnist_mlp, options={"valid_size": 10000, **common, "weight_decay": 0.0},
+            description="DeepOBS MLP 784-1000-500-100-10 on Fashion-MNIST from local IDX files (--data-dir, "
+                        f"or Debian's dataset-fashion-mnist); target valid accuracy {FMNIST_MLP_TARGET.value}",
+            batch_size=BATCH_SIZE, budget=SMALL_BUDGET, data=data_location("fashion_mnist"),
         ),
         ProblemSpec(
             "cifar10_3c3d", build_cifar10_3c3d,
             options={"valid_size": 5000, **common, "weight_decay": 0.002},
             description="DeepOBS 3c3d CNN on CIFAR-10 from local binary batches (--data-dir), no augmentation; "
                         "target valid accuracy 0.70",
-            batch_size=BATCH_SIZE, budget=CIFAR10_BUDGET,
+            batch_size=BATCH_SIZE, budget=CIFAR10_BUDGET, data=data_location("cifar10"),
         ),
     ]

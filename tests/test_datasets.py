@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 from pathlib import Path
 
@@ -289,3 +290,26 @@ def test_cifar10_missing(monkeypatch, tmp_path):
 def test_module_never_unpickles():
     source = Path(datasets.__file__).read_text()
     assert "import pickle" not in source and "allow_pickle" not in source and "torch.load" not in source
+
+
+def test_list_says_per_data_set_problem_whether_its_files_were_found_and_where(monkeypatch, tmp_path, capsys):
+    import json
+
+    from bench_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPTBENCH_DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIR", tmp_path / "system")
+    write_mnist(tmp_path / "mine" / "fashion_mnist", tiny_mnist())
+    assert main(["list", "--json", "--data-dir", str(tmp_path / "mine")]) == 0
+    problems = {row["name"]: row for row in json.loads(capsys.readouterr().out)["problems"]}
+    assert problems["fmnist_2c2d"]["data"] == {"found": True, "where": str(tmp_path / "mine" / "fashion_mnist")}
+    assert problems["mnist_2c2d"]["data"]["found"] is False
+    assert problems["mnist_2c2d"]["data"]["message"].startswith("MNIST not found: looked in")
+    assert problems["quadratic"]["data"] is None  # no data files: no status
+    monkeypatch.delenv("OPTBENCH_DATA_DIR", raising=False)
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    section = text[text.index("Data sets"):].split("\n\n")[0]
+    assert re.search(r"fmnist_2c2d +not found +apt-get install dataset-fashion-mnist, or put the files in", section)
+    assert "quadratic" not in section

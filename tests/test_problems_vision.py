@@ -28,7 +28,9 @@ from bench_core.runner import ProblemCache, run_trial
 from bench_core.trial import TrialConfig
 
 SMALL = {"valid_size": 10, "eval_size": 1000}
-BUILDERS = {"mnist_2c2d": build_mnist_2c2d, "fmnist_2c2d": build_fmnist_2c2d, "cifar10_3c3d": build_cifar10_3c3d}
+BUILDERS = {"mnist_2c2d": build_mnist_2c2d, "fmnist_2c2d": build_fmnist_2c2d, "cifar10_3c3d": build_cifar10_3c3d,
+            "mnist_logreg": vision.build_mnist_logreg, "fmnist_logreg": vision.build_fmnist_logreg,
+            "mnist_mlp": vision.build_mnist_mlp, "fmnist_mlp": vision.build_fmnist_mlp}
 
 
 @pytest.fixture
@@ -220,6 +222,20 @@ def test_3c3d_pools_like_tensorflow_same():
     assert torch.equal(pool(pad(x)), F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 3, 2))
 
 
+def test_logreg_and_mlp_have_the_deepobs_sizes_and_initialisation():
+    torch.manual_seed(0)
+    logreg = vision.net_logreg()
+    assert _count(logreg) == 784 * 10 + 10 and all(torch.all(p == 0) for p in logreg.parameters())
+    assert logreg(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    mlp = vision.net_mlp()
+    dense = [m for m in mlp if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in dense] == [(784, 1000), (1000, 500), (500, 100), (100, 10)]
+    assert sum(isinstance(m, torch.nn.ReLU) for m in mlp) == 3
+    for layer in dense:
+        assert torch.all(layer.bias == 0) and layer.weight.abs().max() <= 0.06
+        assert layer.weight.std().item() == pytest.approx(0.03 * 0.88, rel=0.1)  # std 0.03 truncated at 2 std
+
+
 def test_initialisation_follows_deepobs():
     torch.manual_seed(0)
     net = vision.net_2c2d()
@@ -282,12 +298,17 @@ def test_specs_targets_and_defaults():
     assert all(spec.options["eval_size"] == 10000 for spec in specs.values())
     assert specs["mnist_2c2d"].budget == Budget("epochs", 10) == specs["fmnist_2c2d"].budget
     assert specs["cifar10_3c3d"].budget == Budget("epochs", 20)
-    targets = {"mnist_2c2d": 0.98, "fmnist_2c2d": 0.88, "cifar10_3c3d": 0.70}
-    for name, value in targets.items():
-        target = getattr(vision, {"mnist_2c2d": "MNIST_TARGET", "fmnist_2c2d": "FMNIST_TARGET",
-                                  "cifar10_3c3d": "CIFAR10_TARGET"}[name])
-        assert target.metric == "valid_accuracy" and target.value == value
-        assert str(value) in specs[name].description
+    for name in ("mnist_logreg", "fmnist_logreg", "mnist_mlp", "fmnist_mlp"):
+        assert specs[name].budget == Budget("epochs", 5) and specs[name].options["weight_decay"] == 0
+    targets = {"mnist_2c2d": vision.MNIST_TARGET, "fmnist_2c2d": vision.FMNIST_TARGET,
+               "cifar10_3c3d": vision.CIFAR10_TARGET, "mnist_logreg": vision.MNIST_LOGREG_TARGET,
+               "fmnist_logreg": vision.FMNIST_LOGREG_TARGET, "mnist_mlp": vision.MNIST_MLP_TARGET,
+               "fmnist_mlp": vision.FMNIST_MLP_TARGET}
+    assert {name: t.value for name, t in targets.items() if "2c2d" in name or "3c3d" in name} == \
+        {"mnist_2c2d": 0.98, "fmnist_2c2d": 0.88, "cifar10_3c3d": 0.70}
+    for name, target in targets.items():
+        assert target.metric == "valid_accuracy" and 0.5 < target.value < 1
+        assert str(target.value) in specs[name].description
 
 
 @pytest.mark.parametrize("name", BUILDERS)

@@ -49,9 +49,11 @@ def write_cifar_files(folder: Path, seed: int) -> dict[str, tuple[np.ndarray, np
 
 
 def write_tiny_datasets(root: Path) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Tiny MNIST (plain layout), Fashion-MNIST (torchvision layout) and CIFAR-10 under ``root``."""
+    """Tiny MNIST (plain layout), Fashion-MNIST (torchvision layout) and CIFAR-10 under ``root``, by problem name."""
+    mnist = write_mnist_files(root / "mnist", seed=0)
+    fashion = write_mnist_files(root / "FashionMNIST" / "raw", seed=1)
     return {
-        "mnist_2c2d": write_mnist_files(root / "mnist", seed=0),
-        "fmnist_2c2d": write_mnist_files(root / "FashionMNIST" / "raw", seed=1),
+        **{name: mnist for name in ("mnist_2c2d", "mnist_logreg", "mnist_mlp")},
+        **{name: fashion for name in ("fmnist_2c2d", "fmnist_logreg", "fmnist_mlp")},
         "cifar10_3c3d": write_cifar_files(root / "cifar-10-batches-bin", seed=2),
     }
