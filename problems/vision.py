@@ -359,53 +359,38 @@ def data_location(key: str) -> Callable[[], str]:
     return lambda: str(locate(key))
 
 
+#: Where each MNIST-like data set comes from, for the specs' descriptions.
+_SOURCES = {"mnist": "MNIST from local IDX files (--data-dir)",
+            "fashion_mnist": "Fashion-MNIST from local IDX files (--data-dir, or Debian's dataset-fashion-mnist)"}
+
+
+def _mnist_like_spec(name: str, build: Callable[..., VisionProblem], model: str, dataset: str, target: Target,
+                     budget: Budget) -> ProblemSpec:
+    return ProblemSpec(
+        name, build, options={"valid_size": 10000, "eval_size": 10000, "weight_decay": 0.0},
+        description=f"DeepOBS {model} on {_SOURCES[dataset]}; target valid accuracy {target.value}",
+        batch_size=BATCH_SIZE, budget=budget, data=data_location(dataset),
+    )
+
+
 @hookimpl
 def optbench_problems() -> list[ProblemSpec]:
-    common = {"eval_size": 10000}
+    mlp = "MLP 784-1000-500-100-10"
     return [
-        ProblemSpec(
-            "mnist_2c2d", build_mnist_2c2d, options={"valid_size": 10000, **common, "weight_decay": 0.0},
-            description="DeepOBS 2c2d CNN on MNIST from local IDX files (--data-dir); target valid accuracy 0.98",
-            batch_size=BATCH_SIZE, budget=MNIST_BUDGET, data=data_location("mnist"),
-        ),
-        ProblemSpec(
-            "fmnist_2c2d", build_fmnist_2c2d, options={"valid_size": 10000, **common, "weight_decay": 0.0},
-            description="DeepOBS 2c2d CNN on Fashion-MNIST from local IDX files (--data-dir, or Debian's "
-                        "dataset-fashion-mnist); target valid accuracy 0.88",
-            batch_size=BATCH_SIZE, budget=FMNIST_BUDGET, data=data_location("fashion_mnist"),
-        ),
-        ProblemSpec(
-            "mnist_logreg", build_mnist_logreg, options={"valid_size": 10000, **common, "weight_decay": 0.0},
-            description="DeepOBS multinomial logistic regression on MNIST from local IDX files (--data-dir); "
-                        "target valid accuracy "
-                        f"{MNIST_LOGREG_TARGET.value}",
-            batch_size=BATCH_SIZE, budget=SMALL_BUDGET, data=data_location("mnist"),
-        ),
-        ProblemSpec(
-            "fmnist_logreg", build_fmnist_logreg, options={"valid_size": 10000, **common, "weight_decay": 0.0},
-            description="DeepOBS multinomial logistic regression on Fashion-MNIST from local IDX files "
-                        "(--data-dir, or Debian's dataset-fashion-mnist); target valid accuracy "
-                        f"{FMNIST_LOGREG_TARGET.value}",
-            batch_size=BATCH_SIZE, budget=SMALL_BUDGET, data=data_location("fashion_mnist"),
-        ),
-        ProblemSpec(
-            "mnist_mlp", build_mnist_mlp, options={"valid_size": 10000, **common, "weight_decay": 0.0},
-            description="DeepOBS MLP 784-1000-500-100-10 on MNIST from local IDX files (--data-dir); "
-                        "target valid accuracy "
-                        f"{MNIST_MLP_TARGET.value}",
-            batch_size=BATCH_SIZE, budget=SMALL_BUDGET, data=data_location("mnist"),
-        ),
-        ProblemSpec(
-            "fmnist_mlp", build_fmnist_mlp, options={"valid_size": 10000, **common, "weight_decay": 0.0},
-            description="DeepOBS MLP 784-1000-500-100-10 on Fashion-MNIST from local IDX files (--data-dir, "
-                        f"or Debian's dataset-fashion-mnist); target valid accuracy {FMNIST_MLP_TARGET.value}",
-            batch_size=BATCH_SIZE, budget=SMALL_BUDGET, data=data_location("fashion_mnist"),
-        ),
+        _mnist_like_spec("mnist_2c2d", build_mnist_2c2d, "2c2d CNN", "mnist", MNIST_TARGET, MNIST_BUDGET),
+        _mnist_like_spec("fmnist_2c2d", build_fmnist_2c2d, "2c2d CNN", "fashion_mnist", FMNIST_TARGET,
+                         FMNIST_BUDGET),
+        _mnist_like_spec("mnist_logreg", build_mnist_logreg, "multinomial logistic regression", "mnist",
+                         MNIST_LOGREG_TARGET, SMALL_BUDGET),
+        _mnist_like_spec("fmnist_logreg", build_fmnist_logreg, "multinomial logistic regression", "fashion_mnist",
+                         FMNIST_LOGREG_TARGET, SMALL_BUDGET),
+        _mnist_like_spec("mnist_mlp", build_mnist_mlp, mlp, "mnist", MNIST_MLP_TARGET, SMALL_BUDGET),
+        _mnist_like_spec("fmnist_mlp", build_fmnist_mlp, mlp, "fashion_mnist", FMNIST_MLP_TARGET, SMALL_BUDGET),
         ProblemSpec(
             "cifar10_3c3d", build_cifar10_3c3d,
-            options={"valid_size": 5000, **common, "weight_decay": 0.002},
+            options={"valid_size": 5000, "eval_size": 10000, "weight_decay": 0.002},
             description="DeepOBS 3c3d CNN on CIFAR-10 from local binary batches (--data-dir), no augmentation; "
-                        "target valid accuracy 0.70",
+                        f"target valid accuracy {CIFAR10_TARGET.value}",
             batch_size=BATCH_SIZE, budget=CIFAR10_BUDGET, data=data_location("cifar10"),
         ),
     ]
