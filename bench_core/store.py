@@ -275,6 +275,9 @@ class Store:
         elif version < SCHEMA_VERSION:
             self._migrate()
             self._check_sound(SCHEMA_VERSION)
+        if self.create:
+            with self._transaction():  # a writer learns now, before any work, that another process holds the file
+                pass
 
     def _check_sound(self, version: int) -> None:
         """Refuse a damaged file before anything is written: bad pages, missing tables or columns, bad JSON.
@@ -617,9 +620,20 @@ def replacing(path: Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        os.chmod(temporary, _file_mode(path))
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _file_mode(path: Path) -> int:
+    """The mode the file at ``path`` has, or a new file would get (``mkstemp`` makes its files private)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def lock_timeout() -> float:
