@@ -313,9 +313,10 @@ class Store:
             for column in columns:
                 rows = self._conn.execute(f"SELECT {key}, {column} FROM {table} WHERE NOT json_valid({column})")
                 for row_id, text in rows:
-                    _loads(text, f"{table} row {row_id}", column, self.path)
+                    _loads(text, f"{table.removesuffix('s')} {row_id}", column, self.path)
 
     def _damaged(self, what: str) -> UserError:
+        what = " ".join(what.replace("*** in database main ***", "").split())  # quick_check spans lines
         return UserError(f"results file {self.path} is damaged: {what}; nothing was written; "
                          "restore it from a copy or start a new file")
 
@@ -571,7 +572,7 @@ class Store:
         frame = self._read(f"SELECT run_id, suite, suite_config, environment, started_at FROM runs {where} "
                            "ORDER BY run_id", suite)
         for column in ("suite_config", "environment"):
-            frame[column] = [_loads(text, f"runs row {run_id}", column, self.path)
+            frame[column] = [_loads(text, f"run {run_id}", column, self.path)
                              for run_id, text in zip(frame["run_id"], frame[column], strict=True)]
         frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True, format="ISO8601")
         return frame
