@@ -30,6 +30,7 @@ from bench_core.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from bench_core.trial import TrialConfig, TrialResult
 
 ENV = os.environ | {"OPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONUNBUFFERED": "1"}
+ROUNDS = 25
 AS_ROOT = os.geteuid() == 0
 ROOT_REASON = "running as root, which ignores file permissions (no read-only bind mount available here)"
 SWEEP = ("--problem", "quadratic", "--optimizer", "sgd", "--lr", "0.01", "--steps", "5", "--seeds", "0,1",
@@ -96,7 +97,7 @@ def _open_at_barrier(path: str, barrier: multiprocessing.synchronize.Barrier, an
 def test_six_processes_creating_one_new_file_at_once_all_succeed_with_one_schema(tmp_path):
     context = multiprocessing.get_context("fork")
     failures = []
-    for round_ in range(8):
+    for round_ in range(ROUNDS):
         path = tmp_path / f"new-{round_}" / "r.sqlite"
         barrier, answers = context.Barrier(6), context.Queue()
         workers = [context.Process(target=_open_at_barrier, args=(str(path), barrier, answers)) for _ in range(6)]
