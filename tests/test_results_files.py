@@ -18,6 +18,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -370,3 +371,45 @@ def test_a_report_that_runs_out_of_disk_is_one_line_and_keeps_the_old_readme(res
     assert_one_line_error(status, lines, "No space left on device", "cannot write the report")
     assert readme.read_text() == "old report\n"
     assert not [p for p in readme.parent.iterdir() if p.name.endswith(".partial")]
+
+
+def copies_of_every_trial(path: Path, copies: int) -> None:
+    """Multiply the stored trials ``copies`` times under new ids, in one statement: a big store, quickly."""
+    db = sqlite3.connect(path)
+    try:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(trials)") if row[1] != "trial_id"]
+        names = ", ".join(columns)
+        with db:
+            db.execute(f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+                       f"INSERT INTO trials (trial_id, {names}) SELECT trial_id || '-' || i, {names} "
+                       "FROM trials, n", (copies,))
+    finally:
+        db.close()
+
+
+def _export_started(folder: Path, out: Path) -> bool:
+    """Whether bytes of the new export exist: in a temporary file beside ``out``, or in ``out`` itself."""
+    try:
+        return out.stat().st_size != len("old export\n") or any(
+            p.stat().st_size for p in folder.glob(f".{out.name}.*.partial"))
+    except FileNotFoundError:  # the temporary file was just moved into place, or out is being replaced
+        return True
+
+
+def test_an_export_killed_mid_write_leaves_the_old_file_or_a_complete_one(results, tmp_path):
+    """SIGKILL as soon as the export has written anything, to a temporary file or to the destination (whenever
+    that is): no finally block runs, yet the destination is the old export or a complete new one."""
+    copies_of_every_trial(results, 25_000)
+    out = tmp_path / "t.csv"
+    out.write_text("old export\n")
+    export = subprocess.Popen([sys.executable, "-m", "bench_core.cli", "export", "--results", str(results), "-o",
+                               str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while export.poll() is None and not _export_started(tmp_path, out):
+            time.sleep(0.005)
+    finally:
+        if export.poll() is None:
+            os.kill(export.pid, signal.SIGKILL)
+        export.wait(timeout=60)
+    text = out.read_text()
+    assert text == "old export\n" or len(pd.read_csv(out)) == 2 * 25_001, text[:200]
