@@ -413,3 +413,30 @@ def test_an_export_killed_mid_write_leaves_the_old_file_or_a_complete_one(result
         export.wait(timeout=60)
     text = out.read_text()
     assert text == "old export\n" or len(pd.read_csv(out)) == 2 * 25_001, text[:200]
+
+
+def test_a_read_only_reader_sees_trials_still_in_the_write_ahead_log(results, tmp_path, capsys, monkeypatch):
+    """With a ``-wal`` present the read-only connection is ``mode=ro``, which reads the log (``immutable=1``
+    would miss these trials); a writer holds the log open meanwhile, as a running sweep does."""
+    monkeypatch.setattr(store_module, "_writable", lambda path: False)
+    writer = sqlite3.connect(results, isolation_level=None)
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("UPDATE trials SET steps = 4242")
+        assert (results.parent / "r.sqlite-wal").stat().st_size > 0
+        status, lines = call(capsys, "export", "--results", str(results), "-o", str(tmp_path / "t.csv"))
+        assert status == 0, lines
+    finally:
+        writer.close()
+    assert list(pd.read_csv(tmp_path / "t.csv")["steps"]) == [4242, 4242]
+
+
+def test_run_on_a_file_it_may_not_write_is_one_line_and_leaves_it_unchanged(results, capsys, monkeypatch):
+    """Simulated (``os.access`` says no), since root ignores permissions; the real case is the skipped test above."""
+    real = os.access
+    monkeypatch.setattr(store_module.os, "access",
+                        lambda path, mode: False if Path(path) == results and mode & os.W_OK else real(path, mode))
+    before = digest(results)
+    status, lines = call(capsys, "run", *run(results=results, extra=("--no-report", "--rerun")))
+    assert_one_line_error(status, lines, "cannot write results file", str(results), "read-only")
+    assert digest(results) == before
