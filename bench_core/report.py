@@ -200,8 +200,10 @@ def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | Non
         return _write_report(store, suite, Path(out_dir) / suite, catalog)
     except OSError as exc:
         where = exc.filename or Path(out_dir) / suite
+        if str(where).endswith(".partial"):  # the README's temporary file: name the README itself
+            where = Path(out_dir) / suite / "README.md"
         raise UserError(f"cannot write the report to {where}: {exc.strerror or exc} (the results are stored; "
-                        f"run 'optbench report --suite {suite}' once there is room)") from exc
+                        f"run 'optbench report --suite {suite}' again once it can be written)") from exc
 
 
 def _write_report(store: Store, suite: str, folder: Path, catalog: Catalog | None) -> Path:

@@ -34,6 +34,12 @@ newer version than this optbench knows is refused untouched. Version 3 added
 ``gradient_evaluations`` and ``gradient_evaluations_to_target`` (NULL, read as NaN, for
 older trials: one per step) and
 ``fingerprint`` (``{}`` for older trials: unknown).
+
+Opening refuses, in one :class:`UserError` line and before anything is written, whatever is
+not a sound optbench file: a FIFO or other non-regular path, a damaged file (``quick_check``,
+missing tables or columns, a row whose JSON does not parse, named by its trial id), a file
+another process keeps locked past ``$OPTBENCH_LOCK_TIMEOUT``. Readers never create or
+initialise a file and open a read-only one read-only. See ``docs/reliability.md``.
 """
 
 from __future__ import annotations

@@ -368,7 +368,7 @@ def test_a_report_that_runs_out_of_disk_is_one_line_and_keeps_the_old_readme(res
 
     monkeypatch.setattr(Path, "write_text", full)
     status, lines = call(capsys, "report", "--results", str(results), "--out", str(out))
-    assert_one_line_error(status, lines, "No space left on device", "cannot write the report")
+    assert_one_line_error(status, lines, "No space left on device", f"cannot write the report to {readme}:")
     assert readme.read_text() == "old report\n"
     assert not [p for p in readme.parent.iterdir() if p.name.endswith(".partial")]
 
