@@ -252,6 +252,8 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
     if workers < 1:
         raise UserError(f"--workers {workers}: need at least 1")
     count = _trial_count(sweep)
+    if not args.dry_run and not args.no_report:
+        check_output_folder(Path(args.report_dir), "--report-dir")
     if args.dry_run:
         print(f"suite {sweep.name!r}: {count} on {device}, {workers} worker(s)")
         return 0
@@ -369,9 +371,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = write_comparison(Path(args.compare[0]), Path(args.compare[1]), Path(args.out))
         print(f"optbench: comparison written to {path}", file=sys.stderr)
         return 0
-    _require_file(args.results)
+    check_output_folder(Path(args.out), "--out")
     catalog = _load(args)
-    with Store(args.results) as store:
+    with Store(args.results, create=False) as store:
         suites = args.suite or store.suites()
         if not suites:
             raise UserError(f"{args.results}: no suites stored yet (run one with 'optbench run')")
@@ -386,13 +388,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from bench_core.store import Store
 
-    _require_file(args.results)
-    with Store(args.results) as store:
+    check_output_folder(Path(args.output).parent, "-o")
+    with Store(args.results, create=False) as store:
         if args.suite and args.suite not in store.suites():
             raise UserError(f"{args.results}: no suite {args.suite!r} (stored: {', '.join(store.suites())})")
         store.export(args.output, format=args.format, suite=args.suite)
     print(f"optbench: wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def check_output_folder(folder: Path, flag: str) -> None:
+    """Refuse, before any work, an output folder that is a file or that we may not create or write.
+
+    A sweep of hours must not end in a traceback because its report has nowhere to go; the
+    nearest existing folder above a missing one is what must be writable.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{flag} {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {folder}: cannot write to {existing} (permission denied)")
 
 
 def _require_file(path: str, flag: str = "--results") -> None:

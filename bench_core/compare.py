@@ -60,7 +60,7 @@ def compare_results(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 def write_comparison(path_a: Path, path_b: Path, out_dir: Path) -> Path:
     """Write ``out_dir/compare/README.md`` comparing every suite of two results files; return its path."""
-    with Store(path_a) as store_a, Store(path_b) as store_b:
+    with Store(path_a, create=False) as store_a, Store(path_b, create=False) as store_b:
         table = compare_results(store_a.trials(), store_b.trials())
     folder = Path(out_dir) / "compare"
     folder.mkdir(parents=True, exist_ok=True)

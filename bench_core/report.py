@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pandas as pd
 
 from bench_core.configuration import with_identity
+from bench_core.errors import UserError
 from bench_core.specs import default_metric_range
 from bench_core.stats import identical, mean_interval
-from bench_core.store import Store
+from bench_core.store import Store, replacing
 from bench_core.styles import Style, optimizer_styles, style_at
 
 if TYPE_CHECKING:
@@ -192,11 +193,24 @@ def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | Non
     The sections are those of :mod:`bench_core.report_sections` and of every plugin in
     ``catalog`` implementing ``optbench_report_section``. A suite whose trials are all
     learning-rate range tests gets the range-test report (with the same plugin sections).
+    An output that cannot be written (disk full, file-size limit, no permission) is one
+    :class:`UserError` naming the path; a README cut short never replaces the old one.
     """
+    try:
+        return _write_report(store, suite, Path(out_dir) / suite, catalog)
+    except OSError as exc:
+        where = exc.filename or Path(out_dir) / suite
+        if str(where).endswith(".partial"):  # the README's temporary file: name the README itself
+            where = Path(out_dir) / suite / "README.md"
+        raise UserError(f"cannot write the report to {where}: {exc.strerror or exc} (the results are stored; "
+                        f"run 'optbench report --suite {suite}' again once it can be written)") from exc
+
+
+def _write_report(store: Store, suite: str, folder: Path, catalog: Catalog | None) -> Path:
+    """:func:`write_report` without the one-line error: the README replaces the old one only once complete."""
     from bench_core.lr_range import is_range_test, range_test_sections
 
     trials = store.trials(suite)
-    folder = Path(out_dir) / suite
     folder.mkdir(parents=True, exist_ok=True)
     range_test = is_range_test(trials)
     context = ReportContext(suite=suite, trials=with_identity(trials), curves=store.curves(suite),
@@ -216,7 +230,8 @@ def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | Non
     parts += [f"Regenerate with `optbench report --suite {suite}`; every number above comes from the stored "
               "results."]
     path = folder / "README.md"
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    with replacing(path) as temporary:
+        temporary.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path
 
 

@@ -34,6 +34,12 @@ newer version than this optbench knows is refused untouched. Version 3 added
 ``gradient_evaluations`` and ``gradient_evaluations_to_target`` (NULL, read as NaN, for
 older trials: one per step) and
 ``fingerprint`` (``{}`` for older trials: unknown).
+
+Opening refuses, in one :class:`UserError` line and before anything is written, whatever is
+not a sound optbench file: a FIFO or other non-regular path, a damaged file (``quick_check``,
+missing tables or columns, a row whose JSON does not parse, named by its trial id), a file
+another process keeps locked past ``$OPTBENCH_LOCK_TIMEOUT``. Readers never create or
+initialise a file and open a read-only one read-only. See ``docs/reliability.md``.
 """
 
 from __future__ import annotations
@@ -42,12 +48,17 @@ import json
 import math
 import os
 import sqlite3
+import stat
+import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -135,46 +146,113 @@ TAIL_COLUMNS = ("error", "ran_on", "finished_at", "config")
 NULLABLE_INTEGERS = ("batch_size", "gradient_evaluations", "steps_to_target", "gradient_evaluations_to_target",
                      "samples_to_target", "target_every")
 CURVE_COLUMNS = ("step", "samples", "seconds", "lr")
+#: JSON columns checked on open, as (table, row key, columns).
+JSON_COLUMNS = (("trials", "trial_id", ("config", "final", "best", "curve", "metric_ranges", "fingerprint")),
+                ("runs", "run_id", ("suite_config", "environment")))
+#: Files up to this size get ``PRAGMA quick_check`` on open (it reads every page once).
+QUICK_CHECK_MAX_BYTES = 256 * 2**20
+#: Seconds to wait for another process's lock before refusing (default 30).
+LOCK_TIMEOUT_VARIABLE = "OPTBENCH_LOCK_TIMEOUT"
 
 
 class Store:
     """The results database at ``path``, created (with its folders) when missing.
 
     Use it as a context manager, or call :meth:`close`. A file that is not an optbench
-    results database (another SQLite file, a text file, a folder) or that was written by
-    a newer optbench raises :class:`UserError` and is left untouched.
+    results database (another SQLite file, a text file, a folder, a FIFO), a damaged one or
+    one written by a newer optbench raises :class:`UserError` and is left untouched: every
+    check comes before the first write.
+
+    ``create=False`` is for readers (``report``, ``export``): a missing or empty file is
+    refused rather than initialised, and a file or folder we may not write is opened
+    read-only (``mode=ro``, or ``immutable=1`` when even that needs a write), leaving no
+    ``-wal``/``-shm`` files behind. A file held by another process's write lock is waited
+    for (``OPTBENCH_LOCK_TIMEOUT`` seconds, default 30), then refused in one line.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
         self.path = Path(path)
+        self.create = create
+        self.read_only = False
         self._db: sqlite3.Connection | None = None
-        _check_is_database_file(self.path)
+        _check_path(self.path, create)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Autocommit mode: transactions are explicit (see _transaction), never implicit.
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._open_schema()
-        except (sqlite3.DatabaseError, OSError) as exc:
+            self._connect()
+            self._open_schema_waiting()
+        except UserError:
             self.close()
-            raise UserError(f"results file {self.path} cannot be opened as an optbench results database ({exc})") \
-                from exc
+            raise
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise _database_error(self.path, exc) from exc
+        except OSError as exc:
+            self.close()
+            raise UserError(f"results file {self.path} cannot be opened ({exc.strerror or exc})") from exc
         except BaseException:
             self.close()
             raise
 
+    def _connect(self) -> None:
+        """Open the connection: read-write where we may write, else read-only without leaving files behind."""
+        timeout = lock_timeout()
+        if self.create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _check_writable(self.path)
+        elif not _writable(self.path):
+            self.read_only = True
+            self._db = _connect_read_only(self.path, timeout)
+            self._db.row_factory = sqlite3.Row
+            return
+        # Autocommit mode: transactions are explicit (see _transaction), never implicit.
+        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+
+    def _open_schema_waiting(self) -> None:
+        """:meth:`_open_schema`, tried again while another process initialises or converts the file.
+
+        Switching a new file to WAL needs an exclusive lock that SQLite does not wait for (it
+        answers "database is locked" at once), so six processes creating one file would refuse
+        each other; a bounded retry makes creation race-free.
+        """
+        deadline = time.monotonic() + lock_timeout()
+        while True:
+            try:
+                self._open_schema()
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc) or time.monotonic() >= deadline:
+                    raise
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+            time.sleep(0.02)
+
+    def _snapshot(self) -> tuple[int, int, int]:
+        """``user_version``, ``application_id`` and the number of tables, read in one transaction.
+
+        One snapshot, so a file another process is creating is seen either before (no tables,
+        version 0) or after (tables and version), never halfway.
+        """
+        self._conn.execute("BEGIN")
+        try:
+            return (self._pragma("user_version"), self._pragma("application_id"),
+                    int(self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]))
+        finally:
+            self._conn.execute("COMMIT")
+
     def _open_schema(self) -> None:
-        """Check that the file is ours and readable, then switch to WAL and create the tables if new.
+        """Check that the file is ours and sound, then switch to WAL and create the tables if new.
 
         Every check comes before the first write, so a refused file is never modified. A file
         of an older schema version is migrated (:meth:`_migrate`).
         """
-        version = self._pragma("user_version")
+        version, application_id, tables = self._snapshot()
         if version == 0:
-            if self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            if tables:
                 raise UserError(f"results file {self.path} is not an optbench results database "
                                 "(it is an SQLite database with other tables)")
-        elif self._pragma("application_id") != APPLICATION_ID:
+            if not self.create:
+                raise UserError(f"results file {self.path} is empty: no results (run a suite first)")
+        elif application_id != APPLICATION_ID:
             raise UserError(f"results file {self.path} is not an optbench results database")
         elif version > SCHEMA_VERSION:
             raise UserError(f"results file {self.path} has schema version {version}, written by a newer optbench "
@@ -182,6 +260,13 @@ class Store:
         elif version != SCHEMA_VERSION and version not in MIGRATIONS:
             raise UserError(f"results file {self.path} has unknown schema version {version} "
                             f"(this optbench reads version {SCHEMA_VERSION})")
+        if version:
+            self._check_sound(version)
+        if self.read_only:
+            if version < SCHEMA_VERSION:
+                raise UserError(f"results file {self.path} has schema version {version} and needs upgrading, "
+                                "but it is read-only; copy it somewhere writable first")
+            return
         self._conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit is on disk when save() returns; trials take seconds, the fsync is cheap.
         self._conn.execute("PRAGMA synchronous = FULL")
@@ -195,6 +280,51 @@ class Store:
                     self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version < SCHEMA_VERSION:
             self._migrate()
+            self._check_sound(SCHEMA_VERSION)
+        if self.create:
+            with self._transaction():  # a writer learns now, before any work, that another process holds the file
+                pass
+
+    def _check_sound(self, version: int) -> None:
+        """Refuse a damaged file before anything is written: bad pages, missing tables or columns, bad JSON.
+
+        ``quick_check`` reads every page once (not the full ``integrity_check``), so it stays
+        cheap for the files a benchmark makes; larger files only get the table checks.
+        Columns are checked in full only at the current version (older files gain columns
+        when migrated, and are checked again afterwards).
+        """
+        if self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+            problems = [row[0] for row in self._conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise self._damaged("; ".join(problems))
+        expected = _expected_columns()
+        for table, columns in expected.items():
+            present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if not present:
+                raise self._damaged(f"table {table} is missing")
+            missing = sorted(columns - present) if version == SCHEMA_VERSION else []
+            if missing:
+                raise self._damaged(f"table {table} lacks column(s) {', '.join(missing)}")
+        if version == SCHEMA_VERSION:
+            self._check_json()
+
+    def _check_json(self) -> None:
+        """Refuse a row whose JSON does not parse, naming the trial.
+
+        SQLite's ``json_valid`` clears most rows at C speed; only the rows it rejects (those
+        holding NaN or Infinity, which Python writes and SQLite's strict JSON refuses) are
+        parsed again in Python.
+        """
+        for table, key, columns in JSON_COLUMNS:
+            for column in columns:
+                rows = self._conn.execute(f"SELECT {key}, {column} FROM {table} WHERE NOT json_valid({column})")
+                for row_id, text in rows:
+                    _loads(text, f"{table.removesuffix('s')} {row_id}", column, self.path)
+
+    def _damaged(self, what: str) -> UserError:
+        what = " ".join(what.replace("*** in database main ***", "").split())  # quick_check spans lines
+        return UserError(f"results file {self.path} is damaged: {what}; nothing was written; "
+                         "restore it from a copy or start a new file")
 
     def _migrate(self) -> None:
         """Bring an older file up to :data:`SCHEMA_VERSION` in place, in one transaction (all or nothing)."""
@@ -218,13 +348,21 @@ class Store:
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """One write transaction, committed on success and rolled back on any exception."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # locked by another process, or read-only
+            raise _database_error(self.path, exc) from exc
         try:
             yield
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise _database_error(self.path, exc) from exc
 
     def close(self) -> None:
         """Close the connection (SQLite folds the write-ahead log back into the file). Idempotent."""
@@ -320,7 +458,7 @@ class Store:
 
     def finals(self, trial_ids: Iterable[str]) -> dict[str, tuple[str, dict[str, float]]]:
         """``status`` and ``final`` metrics of the stored trials among ``trial_ids``: what searches score."""
-        return {trial_id: (status, json.loads(final))
+        return {trial_id: (status, _loads(final, f"trial {trial_id}", "final", self.path))
                 for trial_id, status, final in self._select_by_ids("trial_id, status, final", trial_ids)}
 
     def _select_by_ids(self, columns: str, trial_ids: Iterable[str]) -> list[tuple[Any, ...]]:
@@ -338,7 +476,7 @@ class Store:
 
         The driver compares them with the current code's, to re-run what other code produced.
         """
-        return {trial_id: json.loads(text)
+        return {trial_id: _loads(text, f"trial {trial_id}", "fingerprint", self.path)
                 for trial_id, text in self._select_by_ids("trial_id, fingerprint", trial_ids)}
 
     def mean_wall_seconds(self) -> dict[tuple[str, str, int, int | None], float]:
@@ -377,7 +515,7 @@ class Store:
                                                      "fingerprint", *TAIL_COLUMNS))
         base = self._read(f"SELECT {columns} FROM trials t {_suite_filter(suite)} "
                           "ORDER BY t.finished_at, t.trial_id", suite)
-        configs = [json.loads(text) for text in base["config"]]
+        configs = self._column_json(base, "config")
         config = pd.DataFrame({
             "problem": [c["problem"] for c in configs],
             "optimizer": [c["optimizer"] for c in configs],
@@ -404,10 +542,10 @@ class Store:
             _prefixed(base.index, [c["schedule_options"] for c in configs], "sched."),
             _prefixed(base.index, [c["problem_options"] for c in configs], "opt."),
             identity, result,
-            _prefixed(base.index, [json.loads(text) for text in base["final"]], "final.", numeric=True),
-            _prefixed(base.index, [json.loads(text) for text in base["best"]], "best.", numeric=True),
-            pd.DataFrame({"metric_ranges": [json.loads(text) for text in base["metric_ranges"]],
-                          "fingerprint": [json.loads(text) for text in base["fingerprint"]]},
+            _prefixed(base.index, self._column_json(base, "final"), "final.", numeric=True),
+            _prefixed(base.index, self._column_json(base, "best"), "best.", numeric=True),
+            pd.DataFrame({"metric_ranges": self._column_json(base, "metric_ranges"),
+                          "fingerprint": self._column_json(base, "fingerprint")},
                          index=base.index, dtype=object),
             tail,
         ]
@@ -421,7 +559,8 @@ class Store:
         """
         rows = self._conn.execute(f"SELECT t.trial_id, t.curve FROM trials t {_suite_filter(suite)} "
                                 "ORDER BY t.finished_at, t.trial_id", () if suite is None else (suite,))
-        records = [{"trial_id": row["trial_id"], **point} for row in rows for point in json.loads(row["curve"])]
+        records = [{"trial_id": row["trial_id"], **point} for row in rows
+                   for point in _loads(row["curve"], f"trial {row['trial_id']}", "curve", self.path)]
         frame = pd.DataFrame.from_records(records, columns=None if records else ["trial_id", *CURVE_COLUMNS])
         for name in CURVE_COLUMNS:
             if name not in frame:
@@ -438,8 +577,9 @@ class Store:
         where = "" if suite is None else "WHERE suite = ?"
         frame = self._read(f"SELECT run_id, suite, suite_config, environment, started_at FROM runs {where} "
                            "ORDER BY run_id", suite)
-        frame["suite_config"] = frame["suite_config"].map(json.loads)
-        frame["environment"] = frame["environment"].map(json.loads)
+        for column in ("suite_config", "environment"):
+            frame[column] = [_loads(text, f"run {run_id}", column, self.path)
+                             for run_id, text in zip(frame["run_id"], frame[column], strict=True)]
         frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True, format="ISO8601")
         return frame
 
@@ -458,29 +598,168 @@ class Store:
         for name in frame.columns:
             if pd.api.types.is_object_dtype(frame[name]):
                 frame[name] = frame[name].map(lambda v: _dumps(v) if isinstance(v, dict | list) else v)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
+        try:
+            with replacing(Path(path)) as temporary:
+                frame.to_csv(temporary, index=False)
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}; nothing was exported "
+                            "(an older file there is kept)") from exc
+
+    def _column_json(self, base: pd.DataFrame, column: str) -> list[Any]:
+        """``column`` of ``base`` parsed, a row that does not parse refused by its trial id."""
+        return [_loads(text, f"trial {trial_id}", column, self.path)
+                for trial_id, text in zip(base["trial_id"], base[column], strict=True)]
 
     def _read(self, sql: str, suite: str | None) -> pd.DataFrame:
         return pd.read_sql_query(sql, self._conn, params=() if suite is None else (suite,))
 
 
-def _check_is_database_file(path: Path) -> None:
-    """Refuse a folder or a non-empty file without SQLite's header, before SQLite touches it.
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it when the block ends without error.
 
-    An empty file (``touch results.sqlite``) holds no data and becomes a new database.
+    A write killed halfway then leaves the old file or none, never a truncated one that looks
+    complete; the temporary file is removed on any error. Its folders are created first.
     """
-    if path.is_dir():
-        raise UserError(f"results file {path} is a folder, not an optbench results database")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
     try:
-        with path.open("rb") as file:
-            header = file.read(len(SQLITE_MAGIC))
+        yield temporary
+        os.chmod(temporary, _file_mode(path))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _file_mode(path: Path) -> int:
+    """The mode the file at ``path`` has, or a new file would get (``mkstemp`` makes its files private)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
-        return
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another process's lock: ``$OPTBENCH_LOCK_TIMEOUT``, default 30."""
+    text = os.environ.get(LOCK_TIMEOUT_VARIABLE, "30")
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        raise UserError(f"{LOCK_TIMEOUT_VARIABLE}={text!r}: expected a number of seconds") from None
+
+
+def _check_path(path: Path, create: bool) -> None:
+    """Refuse anything but an absent or regular file before SQLite touches it.
+
+    A FIFO would block the open forever and a folder or device is no database. An empty
+    file (``touch results.sqlite``) holds no data: a writer initialises it, a reader refuses it.
+    A partial SQLite header (another process writing its first page) is read again, briefly.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if create:
+            return
+        raise UserError(f"results file {path}: no such file (run a suite first, or pass --results PATH)") from None
     except OSError as exc:
         raise UserError(f"results file {path} cannot be read ({exc.strerror})") from exc
+    if stat.S_ISDIR(mode):
+        raise UserError(f"results file {path} is a folder, not an optbench results database")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"results file {path} is not a regular file (a FIFO, socket or device); "
+                        "give the path of an optbench results database")
+    header = _header(path)
+    if not header and not create:
+        raise UserError(f"results file {path} is empty: no results (run a suite first)")
     if header and header != SQLITE_MAGIC:
         raise UserError(f"results file {path} is not an optbench results database")
+
+
+def _header(path: Path) -> bytes:
+    """The first bytes of ``path``, read again for a moment while they are a strict prefix of SQLite's magic."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            with path.open("rb") as file:
+                header = file.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise UserError(f"results file {path} cannot be read ({exc.strerror})") from exc
+        if not header or header == SQLITE_MAGIC or not SQLITE_MAGIC.startswith(header) \
+                or time.monotonic() >= deadline:
+            return header
+        time.sleep(0.01)
+
+
+def _writable(path: Path) -> bool:
+    """Whether we may write ``path`` and its folder (SQLite's write-ahead log lives beside it)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse, before any write, a results file or folder ``run`` may not write."""
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write results file {path}: its folder is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"cannot write results file {path}: it is read-only")
+
+
+def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """A read-only connection that leaves no ``-wal``/``-shm`` files where none were.
+
+    With a write-ahead log present, ``mode=ro`` reads it (recovering it needs a writable
+    folder); without one, or when that fails, ``immutable=1`` reads the main file as it is.
+    """
+    uri = f"file:{quote(str(path.resolve()))}"
+    if Path(f"{path}-wal").exists():
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            pass
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=timeout, isolation_level=None)
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _database_error(path: Path, exc: sqlite3.DatabaseError) -> UserError:
+    """One line for an SQLite error: locked, read-only, or a damaged file."""
+    if _is_locked(exc):
+        return UserError(f"results file {path} is locked: another process holds it (waited {lock_timeout():g} s; "
+                         f"set {LOCK_TIMEOUT_VARIABLE} to wait longer)")
+    if "readonly" in str(exc) or "read-only" in str(exc):
+        return UserError(f"cannot write results file {path}: it is read-only ({exc})")
+    if isinstance(exc, sqlite3.OperationalError):  # unable to open, a migration step that fails
+        return UserError(f"results file {path} cannot be opened as an optbench results database ({exc})")
+    return UserError(f"results file {path} is damaged: {exc}; nothing was written; "
+                     "restore it from a copy or start a new file")
+
+
+@cache
+def _expected_columns() -> dict[str, frozenset[str]]:
+    """Columns of each table at the current schema, read from :data:`SCHEMA` itself (so they cannot drift)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(SCHEMA)
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {table: frozenset(row[1] for row in db.execute(f"PRAGMA table_info({table})")) for table in tables}
+    finally:
+        db.close()
+
+
+def _loads(text: Any, row: str, column: str, path: Path) -> Any:
+    """``json.loads(text)``, a row that does not parse refused in one line naming the row."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"results file {path} is damaged: {row} has unreadable {column} ({exc}); "
+                        "nothing was written; restore it from a copy or start a new file") from None
 
 
 def _suite_filter(suite: str | None) -> str:
