@@ -268,3 +268,17 @@ def test_a_plugin_reusing_a_built_in_name_is_still_only_a_warning(write_plugin):
     catalog = load_catalog([path])
     assert not catalog.conflicts
     assert any("'sgd' is already provided" in issue for issue in catalog.issues)
+
+
+@pytest.mark.parametrize("label", ["../../x", "/etc/passwd", "x$\\frac{$", "..", "p (label=" + "y" * 5000 + ")",
+                                   "p (label=" + "/.." * 2000 + ")", "", "\\\\server\\share"])
+def test_figure_file_names_are_short_plain_names_whatever_the_label(label):
+    """Variant labels carry option values from a suite file; figure names from them stay plain and short."""
+    import re
+
+    from bench_core.report_sections import file_name
+
+    name = file_name(label, "curves")
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*_curves\.png", name), name
+    assert len(name) <= 140 and Path(name).name == name
+    assert file_name(label + "z", "curves") != name or len(label) < 100
