@@ -7,7 +7,7 @@ for the hooks a plugin implements.
 from bench_core.batching import shuffled_batches
 from bench_core.classification import ClassificationProblem
 from bench_core.hookspecs import hookimpl
-from bench_core.options import check_integer, check_number
+from bench_core.options import MAX_ELEMENTS, check_elements, check_integer, check_number
 from bench_core.specs import (
     Budget,
     Choice,
@@ -26,6 +26,7 @@ from bench_core.trial import TrialConfig, TrialResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_ELEMENTS",
     "Budget",
     "Choice",
     "ClassificationProblem",
@@ -41,6 +42,7 @@ __all__ = [
     "TrialResult",
     "__version__",
     "betas_to_kwargs",
+    "check_elements",
     "check_integer",
     "check_number",
     "hookimpl",

@@ -66,6 +66,10 @@ class Catalog:
     origin: dict[tuple[str, str], str] = field(default_factory=dict)
     issues: list[str] = field(default_factory=list)
     plugin_paths: tuple[str, ...] = ()
+    #: One line per name two plugins outside optbench both offer (also in ``issues``). Which one got the name
+    #: depends on the order the plugins were given in, and a trial's id names the optimizer or problem by name
+    #: alone, so a result stored under one would be served for the other: the CLI refuses to go on.
+    conflicts: list[str] = field(default_factory=list)
 
     def entries(self, kind: str) -> dict[str, Any]:
         return {"optimizer": self.optimizers, "problem": self.problems, "schedule": self.schedules,
@@ -252,9 +256,18 @@ def _collect(catalog: Catalog, hook_name: str, kind: str, spec_class: type) -> N
                 catalog.issues.append(
                     f"{where}: {kind} {spec.name!r} is already provided by plugin {owner!r}; ignored"
                 )
+                if not _is_builtin(catalog.plugins[owner]):
+                    catalog.conflicts.append(
+                        f"{kind} {spec.name!r} is offered by two plugins, {owner!r} ({catalog.plugins[owner].source}) "
+                        f"and {plugin!r} ({catalog.plugins[plugin].source}): rename one, or load only one")
                 continue
             entries[spec.name] = spec
             catalog.origin[(kind, spec.name)] = plugin
+
+
+def _is_builtin(info: PluginInfo) -> bool:
+    """Whether a plugin ships with optbench: such a plugin keeps its names whatever order plugins are given in."""
+    return (info.distribution or "").lower() == BUILTIN_DISTRIBUTION
 
 
 def call_each(manager: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:

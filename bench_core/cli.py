@@ -22,6 +22,8 @@ DEFAULT_RESULTS = "results/optbench.sqlite"
 DEFAULT_REPORTS = "reports"
 DATA_DIR_VARIABLE = "OPTBENCH_DATA_DIR"
 EXIT_TRIAL_ERRORS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
+#: Most worker processes a run may ask for: more is a typo, not a machine (each is a process with torch loaded).
+MAX_WORKERS = 1024
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,6 +179,8 @@ def _version() -> str:
 
 def _load(args: argparse.Namespace) -> Catalog:
     catalog = load_catalog(args.plugins)
+    if catalog.conflicts:  # which plugin owns the name would depend on --plugins order: refuse, store nothing
+        raise UserError(catalog.conflicts[0])
     for issue in catalog.issues:
         print(f"optbench: warning: {issue}", file=sys.stderr)
     return catalog
@@ -242,15 +246,15 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
 
     check_executor(args.executor, args.scheduler)
     problems = ProblemCache(catalog)
-    sweep = expand(settings, catalog, source, overrides, problems)
+    sweep = expand(settings, catalog, source, overrides, problems, count_only=args.dry_run)
     for notice in sweep.notices:
         print(f"optbench: {notice}", file=sys.stderr)
     if not sweep.planned:
         raise UserError(f"{source}: the sweep has no trials")
     device = sweep.device
     workers = args.workers if args.workers is not None else default_workers(device, sweep.planned)
-    if workers < 1:
-        raise UserError(f"--workers {workers}: need at least 1")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UserError(f"--workers {workers}: need from 1 to {MAX_WORKERS}")
     count = _trial_count(sweep)
     if not args.dry_run and not args.no_report:
         check_output_folder(Path(args.report_dir), "--report-dir")
@@ -276,8 +280,8 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
 
 def _trial_count(sweep: Any) -> str:
     if not sweep.followups:
-        return f"{len(sweep.trials)} trials"
-    return f"{sweep.planned} trials ({len(sweep.trials)} up front, {sweep.planned - len(sweep.trials)} named in rounds)"
+        return f"{sweep.upfront} trials"
+    return f"{sweep.planned} trials ({sweep.upfront} up front, {sweep.planned - sweep.upfront} named in rounds)"
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

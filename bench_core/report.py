@@ -15,10 +15,11 @@ global backend switch).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -102,8 +103,15 @@ class ReportContext:
         return Figure(figsize=(width, height), **kwargs)
 
     def save(self, figure: Figure, name: str, **kwargs: Any) -> str:
-        """Save ``figure`` as ``name`` in the report folder; return the name to link in Markdown."""
-        figure.savefig(self.folder / name, dpi=110, **kwargs)
+        """Save ``figure`` as ``name`` in the report folder; return the name to link in Markdown.
+
+        :raises ValueError: for a name that is not a plain file name inside the report folder
+            (``../x.png``, ``/tmp/x.png``): a figure never lands outside ``--report-dir``.
+        """
+        target = (self.folder / name).resolve()
+        if target.parent != self.folder.resolve() or Path(name).name != name:
+            raise ValueError(f"figure name {name!r} is not a file name inside the report folder")
+        figure.savefig(target, dpi=110, **kwargs)
         return name
 
     def metric_range(self, trials: pd.DataFrame, metric: str) -> tuple[float, float]:
@@ -196,12 +204,13 @@ def write_report(store: Store, suite: str, out_dir: Path, catalog: Catalog | Non
     An output that cannot be written (disk full, file-size limit, no permission) is one
     :class:`UserError` naming the path; a README cut short never replaces the old one.
     """
+    folder = report_folder(Path(out_dir), suite)
     try:
-        return _write_report(store, suite, Path(out_dir) / suite, catalog)
+        return _write_report(store, suite, folder, catalog)
     except OSError as exc:
-        where = exc.filename or Path(out_dir) / suite
+        where = exc.filename or folder
         if str(where).endswith(".partial"):  # the README's temporary file: name the README itself
-            where = Path(out_dir) / suite / "README.md"
+            where = folder / "README.md"
         raise UserError(f"cannot write the report to {where}: {exc.strerror or exc} (the results are stored; "
                         f"run 'optbench report --suite {suite}' again once it can be written)") from exc
 
@@ -224,15 +233,42 @@ def _write_report(store: Store, suite: str, folder: Path, catalog: Catalog | Non
     warnings = mixed_code_warnings(context.trials)
     if warnings:
         parts += [*warnings, ""]
-    if range_test:
-        parts += range_test_sections(context)
-    parts += report_sections(context)
+    with _plain_text():
+        if range_test:
+            parts += range_test_sections(context)
+        parts += report_sections(context)
     parts += [f"Regenerate with `optbench report --suite {suite}`; every number above comes from the stored "
               "results."]
     path = folder / "README.md"
     with replacing(path) as temporary:
         temporary.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path
+
+
+def report_folder(out_dir: Path, suite: str) -> Path:
+    """``out_dir/<suite>``, or a :class:`UserError` if the suite name would put it anywhere else.
+
+    Suite names are checked when a sweep starts (:func:`bench_core.suite.check_suite_name`);
+    this guards results files written before that check, or by other tools: a name such as
+    ``../../x`` or ``/tmp/x`` must not write a README outside the output folder.
+    """
+    from bench_core.errors import UserError
+
+    folder = Path(out_dir) / suite
+    if not suite or "/" in suite or "\\" in suite or folder.resolve().parent != Path(out_dir).resolve():
+        raise UserError(f"suite {suite!r}: not a folder name inside {out_dir} (no '/', '\\', '..' or absolute "
+                        "paths); cannot write its report there")
+    return folder
+
+
+@contextlib.contextmanager
+def _plain_text() -> Iterator[None]:
+    """Draw every text as typed, never as mathtext: names and option values come from users and plugins, and a
+    ``$`` in one (``x$\\frac{$``) would otherwise be parsed as TeX and fail the figure or garble it."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield
 
 
 def mixed_code_warnings(trials: pd.DataFrame) -> list[str]:

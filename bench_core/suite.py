@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
+import math
+import re
 import tomllib
 import zlib
 from collections.abc import Mapping, Sequence
@@ -43,6 +46,17 @@ from bench_core.trial import TrialConfig
 
 LR_SCALING_RULES = ("none", "linear")
 DEFAULT_EVALS = 20
+#: Largest integer setting (seeds, budgets, evals): SQLite INTEGER and torch's int64 hold no more.
+MAX_INTEGER = 2**63 - 1
+#: Largest batch size: 16.7 million samples a step; an endless-stream problem has no training set to check it
+#: against, and a larger batch is an allocation no machine this runs on can make.
+MAX_BATCH_SIZE = 2**24
+#: Largest trial budget of a search (``trials``/``random_trials``) and largest ``num`` of a grid: the draws and
+#: points are materialised, so a bound keeps a typo from hanging the expansion (a dry run included).
+MAX_SEARCH_POINTS = 10**6
+#: A suite name becomes a report folder and a stored key: letters, digits, ``_``, ``-``, ``.``, at most 100,
+#: starting with a letter or digit, so no name can climb out of ``--report-dir`` (``../x``, ``/etc``).
+SUITE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
 @dataclass
@@ -58,11 +72,18 @@ class Sweep:
     device: str = "cpu"
     #: One line each about what the expansion left out and why (points an optimizer rejects).
     notices: list[str] = field(default_factory=list)
+    #: Trials up front, counted but not built (``expand(..., count_only=True)``, for a dry run); else ``None``.
+    counted: int | None = None
+
+    @property
+    def upfront(self) -> int:
+        """Trials expanded up front (counted exactly without building them under ``count_only``)."""
+        return len(self.trials) if self.counted is None else self.counted
 
     @property
     def planned(self) -> int:
         """Trials in all: those expanded up front and those follow-ups will name."""
-        return len(self.trials) + sum(f.planned for f in self.followups)
+        return self.upfront + sum(f.planned for f in self.followups)
 
 
 def builtin_suites() -> dict[str, Path]:
@@ -85,10 +106,24 @@ def read_suite(name_or_path: str) -> tuple[dict[str, Any], str]:
         settings = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise UserError(f"{path}: arrays or tables nested too deep to read") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read: {exc}") from None
     settings.setdefault("name", path.stem)
     return settings, str(path)
+
+
+def check_suite_name(name: object, source: str = "suite") -> str:
+    """``name`` if it is usable as a report folder and stored key, else a one-line :class:`UserError`.
+
+    Checked before anything runs or is stored: a name such as ``../../x`` or ``/tmp/x`` would
+    otherwise put the report outside ``--report-dir``, after the whole sweep had run.
+    """
+    if not isinstance(name, str) or not SUITE_NAME_PATTERN.match(name):
+        raise UserError(f"{source}: suite name {_show(name)} is invalid: use at most 100 letters, digits, '_', "
+                        "'-' or '.', starting with a letter or digit (set name = \"...\" or --name)")
+    return name
 
 
 def resolve_device(name: str) -> str:
@@ -110,8 +145,14 @@ def resolve_device(name: str) -> str:
 
 
 def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
-           overrides: Mapping[str, Any] | None = None, problems_cache: ProblemCache | None = None) -> Sweep:
+           overrides: Mapping[str, Any] | None = None, problems_cache: ProblemCache | None = None,
+           count_only: bool = False) -> Sweep:
     """Expand suite settings (plus command-line overrides, which win) into trial configs.
+
+    With ``count_only`` (a dry run) every value is validated as for a run but no
+    :class:`TrialConfig` is built: ``Sweep.counted`` holds the exact number of distinct
+    trials (the product of the distinct values of each axis, less the points the optimizer
+    rejects), so a ten-million-trial sweep is counted in seconds and little memory.
 
     Each problem variant is built once on the CPU to validate its options and learn its
     size; pass the ``problems_cache`` an in-process run will use, so it is built only once.
@@ -123,12 +164,16 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
     for key in overrides.keys() & {"problems", "optimizers", "device"}:
         settings[key] = overrides.pop(key)
     _check_keys(settings, source)
+    name = check_suite_name(settings.get("name", "custom"), source)
     problems = _names(settings, "problems", catalog, "problem", source)
     optimizers = _names(settings, "optimizers", catalog, "optimizer", source, default=sorted(catalog.optimizers))
     problem_tables = _tables(settings, "problem", problems, source)
     optimizer_tables = _tables(settings, "optimizer", optimizers, source)
     schedule_options = _schedule_options(settings, catalog, source)
-    device = resolve_device(str(settings.get("device", "auto")))
+    device = settings.get("device", "auto")
+    if not isinstance(device, str):
+        raise UserError(f"{source}: device: expected a name such as auto, cpu or cuda, got {_show(device)}")
+    device = resolve_device(device)
 
     hyperparams = {hp for name in optimizers for hp in catalog.optimizers[name].hyperparams}
     top = {k: v for k, v in settings.items() if k not in SUITE_KEYS}
@@ -138,9 +183,11 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
                 raise UserError(f"{where}: unknown key {key!r} (not a suite setting, sweep axis or "
                                 f"hyperparameter of the selected optimizers)")
 
-    sweep = Sweep(str(settings.get("name", "custom")), str(settings.get("description", "")), source,
+    sweep = Sweep(name, str(settings.get("description", "")), source,
                   dict(settings) | ({"overrides": overrides} if overrides else {}), device=device)
     seen: set[str] = set()
+    seen_options: set[str] = set()
+    sweep.counted = 0 if count_only else None
     cache = problems_cache or ProblemCache(catalog)
     for problem_name in problems:
         pspec = catalog.problems[problem_name]
@@ -150,6 +197,10 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
             if key not in AXES and key not in hyperparams:
                 raise UserError(f"{source}: [problem.{problem_name}] unknown key {key!r}")
         for options in option_sets:
+            variant = json.dumps(options, sort_keys=True)
+            if count_only and variant in seen_options:  # 1 and 1.0 name one variant: its trials are counted once
+                continue
+            seen_options.add(variant)
             probe = _probe(cache, pspec, options, source)
             for optimizer_name in optimizers:
                 ospec = catalog.optimizers[optimizer_name]
@@ -161,9 +212,12 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
                                         f"{', '.join(['lr', *ospec.hyperparams])})")
                 layers = [(source, top), (f"{source}: [problem.{problem_name}]", ptable), (where, otable),
                           ("command line", overrides)]
-                configs, followups, notices = _trials(problem_name, pspec, probe, options, optimizer_name, ospec,
-                                                      layers, schedule_options, catalog, device)
+                configs, followups, notices, count = _trials(problem_name, pspec, probe, options, optimizer_name,
+                                                             ospec, layers, schedule_options, catalog, device,
+                                                             count_only)
                 sweep.notices.extend(n for n in notices if n not in sweep.notices)
+                if sweep.counted is not None:
+                    sweep.counted += count
                 for config in configs:
                     if config.trial_id not in seen:
                         seen.add(config.trial_id)
@@ -173,8 +227,9 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
 
 
 def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, schedule_options,
-            catalog, device) -> tuple[list[TrialConfig], list[FollowUp], list[str]]:
-    """The trials of one optimizer on one problem variant, the follow-ups that will name more, and notices."""
+            catalog, device, count_only: bool = False) -> tuple[list[TrialConfig], list[FollowUp], list[str], int]:
+    """The trials of one optimizer on one problem variant, the follow-ups that will name more, notices, and the
+    number of distinct trials up front (with ``count_only``, the trials themselves are not built)."""
     def pick(key: str, default: Any) -> tuple[str, Any]:
         for where, layer in reversed(layers):
             if key in layer:
@@ -187,9 +242,10 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
         where, value = pick(hp, default)
         grids[hp] = _hyperparameter_values(params[hp], value, f"{where} {hp}", positive=hp == "lr")
     where, value = pick("batch_size", pspec.batch_size)
-    batch_sizes: list[int | None] = _integers(value, f"{where} batch_size", minimum=1)
+    batch_sizes: list[int | None] = _integers(value, f"{where} batch_size", minimum=1, maximum=MAX_BATCH_SIZE)
     where, value = pick("transfer_batch_sizes", [])
-    transfer_sizes = _integers(value, f"{where} transfer_batch_sizes", minimum=1) if value != [] else []
+    transfer_sizes = _integers(value, f"{where} transfer_batch_sizes", minimum=1,
+                               maximum=MAX_BATCH_SIZE) if value != [] else []
     if transfer_sizes and len(batch_sizes) != 1:
         raise UserError(f"{where} transfer_batch_sizes: tune at one batch size, got batch_size {batch_sizes}")
     if probe.train_size is not None:
@@ -208,9 +264,11 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
     budget = _budget(layers, pspec, problem_name, probe.train_size)
     where, value = pick("evals", DEFAULT_EVALS)
     evals = _integers(value, f"{where} evals", minimum=1, scalar=True)[0]
+    if where != "default" and budget.unit == "steps" and evals > budget.amount:
+        raise UserError(f"{where} evals {evals}: more evaluations than the {budget.amount} steps of the budget")
     where, value = pick("stop_at_target", False)
     if not isinstance(value, bool):
-        raise UserError(f"{where} stop_at_target: expected true or false, got {value!r}")
+        raise UserError(f"{where} stop_at_target: expected true or false, got {_show(value)}")
     stop_at_target = value
     scale = _lr_scaling(pick, pspec.batch_size)
     strategy, count, search_seed = _search(pick, catalog, problem_name, ospec.name)
@@ -225,10 +283,15 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
                             stop_at_target=stop_at_target)
                 for seed in seeds]
 
+    if count == 0 and math.prod(len(values) for values in grids.values()) > MAX_SEARCH_POINTS:
+        sizes = " x ".join(f"{len(values)} {hp}" for hp, values in grids.items() if len(values) > 1)
+        raise UserError(f"optimizer {optimizer_name!r}: a grid of {sizes} values is more than {MAX_SEARCH_POINTS} "
+                        f"hyperparameter points (use search = 'random' with trials = N)")
     configs: list[TrialConfig] = []
     followups: list[FollowUp] = []
     notices: list[str] = []
     searches: list[AdaptiveSearch] = []
+    counted = 0
     if strategy.adaptive:
         for batch_size, schedule in itertools.product(batch_sizes, schedules):
             searches.append(AdaptiveSearch(strategy, space, count, search_seed,
@@ -242,9 +305,12 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
         if rejected:
             notices.append(f"optimizer {optimizer_name!r}: skipped {len(rejected)} hyperparameter point(s) it "
                            f"rejects, e.g. {rejected[0]}")
-        for point in points:
-            for batch_size, schedule in itertools.product(batch_sizes, schedules):
-                configs.extend(make(point, batch_size, schedule))
+        if count_only:
+            counted = _distinct_trials(points, batch_sizes, schedules, seeds, scale)
+        else:
+            for point in points:
+                for batch_size, schedule in itertools.product(batch_sizes, schedules):
+                    configs.extend(make(point, batch_size, schedule))
     if transfer_sizes:
         tuned = list(configs)
 
@@ -259,7 +325,22 @@ def _trials(problem_name, pspec, probe, options, optimizer_name, ospec, layers, 
             return [c for size in transfer_sizes for c in make(point, size, best.schedule)]
 
         followups.append(BatchSizeTransfer(source, transfer, len(transfer_sizes) * len(seeds)))
-    return configs, followups, notices
+    return configs, followups, notices, counted
+
+
+def _distinct_trials(points: list[dict[str, Any]], batch_sizes: list[int | None], schedules: list[str],
+                     seeds: list[int], scale: _LrScaling) -> int:
+    """How many distinct trials ``make`` would build from these axes, without building them.
+
+    Trials are told apart by their hyperparameters (the learning rate as scaled and rounded
+    for each batch size, so two given rates that round alike are one trial, as their ids
+    are), batch size, schedule and seed; every other field is the same for all of them.
+    """
+    per_schedule_and_seed = 0
+    for batch_size in dict.fromkeys(batch_sizes):
+        per_schedule_and_seed += len({json.dumps(dict(point) | {"lr": scale(point["lr"], batch_size)}, sort_keys=True)
+                                      for point in points})
+    return per_schedule_and_seed * len(set(schedules)) * len(set(seeds))
 
 
 def accepted_points(ospec: OptimizerSpec, points: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -319,7 +400,7 @@ def _lr_scaling(pick, default_base: int | None) -> _LrScaling:
         raise UserError(f"{where} lr_scaling: {rule!r} is not one of {', '.join(LR_SCALING_RULES)}")
     where, base = pick("base_batch_size", default_base)
     if base is not None:
-        base = _integers(base, f"{where} base_batch_size", minimum=1, scalar=True)[0]
+        base = _integers(base, f"{where} base_batch_size", minimum=1, scalar=True, maximum=MAX_BATCH_SIZE)[0]
     return _LrScaling(rule, base)
 
 
@@ -344,7 +425,7 @@ def _search(pick, catalog: Catalog, problem_name: str, optimizer_name: str) -> t
         count = 0
     else:
         key = "random_trials" if random_trials is not None else "trials"
-        count = _integers(count, f"{where_count} {key}", minimum=1, scalar=True)[0]
+        count = _integers(count, f"{where_count} {key}", minimum=1, scalar=True, maximum=MAX_SEARCH_POINTS)[0]
     where, value = pick("random_seed", 0)
     random_seed = _integers(value, f"{where} random_seed", minimum=0, scalar=True)[0]
     return spec, count, zlib.crc32(f"{random_seed}/{problem_name}/{optimizer_name}".encode())
@@ -381,10 +462,15 @@ def _hyperparameter_values(param: Param | Choice, value: Any, where: str, positi
         values = _as_list(value)
         if not values:
             raise UserError(f"{where}: empty list")
+        for item in values:
+            if not _scalar(item):
+                raise UserError(f"{where}: expected one of its options, got {_show(item)}")
     else:
         values = _numbers(value, where, positive)
         if param.integer and isinstance(value, dict):
             values = [round(v) for v in values]
+        if param.integer and any(abs(v) > MAX_INTEGER for v in values):
+            raise UserError(f"{where}: expected whole numbers within +-{MAX_INTEGER}, got {_show(value)}")
     try:
         return [param.coerce(v) for v in values]
     except ValueError as exc:
@@ -416,7 +502,7 @@ def _probe(cache: ProblemCache, pspec: ProblemSpec, options: dict[str, Any], sou
 
 def _option_grid(pspec: ProblemSpec, given: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(given, Mapping):
-        raise UserError(f"{where} options must be a table, got {given!r}")
+        raise UserError(f"{where} options must be a table, got {_show(given)}")
     for key in given:
         if key not in pspec.options:
             known = ", ".join(pspec.options) or "none"
@@ -433,15 +519,25 @@ def _like(default: Any, value: Any, where: str) -> Any:
     """Coerce an option value to its default's type, so ``10`` and ``10.0`` name one trial."""
     if isinstance(default, bool) or default is None or isinstance(default, str):
         if default is not None and type(value) is not type(default):
-            raise UserError(f"{where}: expected {type(default).__name__}, got {value!r}")
+            raise UserError(f"{where}: expected {type(default).__name__}, got {_show(value)}")
+        if default is None and not _scalar(value):
+            raise UserError(f"{where}: expected one value, got {_show(value)}")
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UserError(f"{where}: expected a number, got {value!r}")
+    number = _finite(value)
+    if number is None:
+        raise UserError(f"{where}: expected a finite number, got {_show(value)}")
     if isinstance(default, int):
-        if float(value) != int(value):
-            raise UserError(f"{where}: expected an integer, got {value!r}")
+        if number != int(number):
+            raise UserError(f"{where}: expected an integer, got {_show(value)}")
+        if not -MAX_INTEGER <= int(value) <= MAX_INTEGER:
+            raise UserError(f"{where}: expected an integer within +-{MAX_INTEGER}, got {_show(value)}")
         return int(value)
-    return float(value)
+    return number
+
+
+def _scalar(value: Any) -> bool:
+    """Whether ``value`` is one TOML scalar (string, number, boolean, date), not an array or a table."""
+    return not isinstance(value, list | tuple | Mapping)
 
 
 def _check_keys(settings: Mapping[str, Any], source: str) -> None:
@@ -504,11 +600,11 @@ def grid(kind: str, low: float, high: float, num: int, where: str) -> list[float
     """
     if kind not in GRID_KINDS:
         raise UserError(f"{where}: unknown grid {kind!r} (use {' or '.join(GRID_KINDS)})")
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-        raise UserError(f"{where}: num must be an integer >= 1, got {num!r}")
+    if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_SEARCH_POINTS:
+        raise UserError(f"{where}: num must be an integer from 1 to {MAX_SEARCH_POINTS}, got {_show(num)}")
     for bound in (low, high):
-        if isinstance(bound, bool) or not isinstance(bound, int | float) or bound != bound:
-            raise UserError(f"{where}: grid bounds must be numbers, got {bound!r}")
+        if _finite(bound) is None:
+            raise UserError(f"{where}: grid bounds must be finite numbers, got {_show(bound)}")
     if kind == "log" and (low <= 0 or high <= 0):
         raise UserError(f"{where}: a log grid needs positive bounds, got [{low!r}, {high!r}]")
     if num == 1:
@@ -526,10 +622,10 @@ def _grid_table(value: dict, where: str) -> list[float]:
     unknown = set(value) - {*GRID_KINDS, "num"}
     if len(kinds) != 1 or unknown or "num" not in value:
         raise UserError(f"{where}: a grid is {{log = [low, high], num = N}} or {{linear = [low, high], num = N}}, "
-                        f"got {value!r}")
+                        f"got {_show(value)}")
     bounds = value[kinds[0]]
     if not isinstance(bounds, list | tuple) or len(bounds) != 2:
-        raise UserError(f"{where}: {kinds[0]} needs [low, high], got {bounds!r}")
+        raise UserError(f"{where}: {kinds[0]} needs [low, high], got {_show(bounds)}")
     return grid(kinds[0], bounds[0], bounds[1], value["num"], where)
 
 
@@ -541,30 +637,58 @@ def _numbers(value: Any, where: str, positive: bool = False) -> list[float]:
         raise UserError(f"{where}: empty list")
     out = []
     for item in values:
-        if isinstance(item, bool) or not isinstance(item, int | float) or item != item:
-            raise UserError(f"{where}: expected a number, got {item!r}")
-        if positive and item <= 0:
-            raise UserError(f"{where}: expected a positive number, got {item!r}")
-        out.append(float(item))
+        number = _finite(item)
+        if number is None:
+            kind = "number" if isinstance(item, bool) or not isinstance(item, int | float) else "finite number"
+            raise UserError(f"{where}: expected a {kind}, got {_show(item)}")
+        if positive and number <= 0:
+            raise UserError(f"{where}: expected a positive number, got {_show(item)}")
+        out.append(number)
     return out
 
 
-def _integers(value: Any, where: str, minimum: int, scalar: bool = False) -> list[int]:
+def _finite(item: Any) -> float | None:
+    """``item`` as a finite float, or ``None`` for anything else (nan, inf, an int past float range, a non-number)."""
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        return None
+    try:
+        number = float(item)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _integers(value: Any, where: str, minimum: int, scalar: bool = False, maximum: int = MAX_INTEGER) -> list[int]:
+    """Whole numbers from ``minimum`` to ``maximum``: by default what SQLite INTEGER and torch's int64 hold,
+    so a seed of 2**63 or a budget of 2**70 is a one-line error here, not an OverflowError mid-run."""
     if scalar and isinstance(value, list | tuple):
-        raise UserError(f"{where}: expected one integer, got a list {value!r}")
+        raise UserError(f"{where}: expected one integer, got a list {_show(value)}")
     values = _as_list(value)
     if not values:
         raise UserError(f"{where}: empty list")
     for item in values:
         if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
-            raise UserError(f"{where}: expected an integer >= {minimum}, got {item!r}")
+            raise UserError(f"{where}: expected an integer >= {minimum}, got {_show(item)}")
+        if item > maximum:
+            raise UserError(f"{where}: expected an integer <= {maximum}, got {_show(item)}")
     return values
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so an error about a 500-deep array or a huge string stays one
+    short line (and a repr that recurses too deep cannot replace the error with a RecursionError)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deep>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _strings(value: Any, where: str) -> list[str]:
     values = _as_list(value)
     if not values or not all(isinstance(item, str) and item for item in values):
-        raise UserError(f"{where}: expected a name or a list of names, got {value!r}")
+        raise UserError(f"{where}: expected a name or a list of names, got {_show(value)}")
     return values
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl
-from bench_core.options import check_integer, check_number
+from bench_core.options import MAX_ELEMENTS, check_integer, check_number
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -202,7 +202,7 @@ class NoisyQuadratic(AnalyticProblem):
 
     def __init__(self, dim: int = 10, condition: float = 100.0, noise: float = 1.5,
                  device: torch.device | str = "cpu") -> None:
-        check_integer("dim", dim, minimum=1)
+        check_integer("dim", dim, minimum=1, maximum=MAX_ELEMENTS)
         check_number("condition", condition, minimum=1.0)
         self.eigenvalues = log_spaced(1.0, float(condition), int(dim)).to(device)
         super().__init__(torch.ones(int(dim)), torch.zeros(1, int(dim)), noise, device)
@@ -244,7 +244,7 @@ class Sphere(ClassicFunction):
     """
 
     def __init__(self, dim: int = 10, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
-        check_integer("dim", dim, minimum=1)
+        check_integer("dim", dim, minimum=1, maximum=MAX_ELEMENTS)
         super().__init__(torch.ones(int(dim)), torch.zeros(1, int(dim)), noise, device)
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
@@ -260,7 +260,7 @@ class RosenbrockND(ClassicFunction):
     """
 
     def __init__(self, dim: int = 10, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
-        check_integer("dim", dim, minimum=2)
+        check_integer("dim", dim, minimum=2, maximum=MAX_ELEMENTS)
         super().__init__(tiled([-1.2, 1.0], int(dim)), torch.ones(1, int(dim)), noise, device)
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
@@ -279,7 +279,7 @@ class Rastrigin(ClassicFunction):
     """
 
     def __init__(self, dim: int = 2, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
-        check_integer("dim", dim, minimum=1)
+        check_integer("dim", dim, minimum=1, maximum=MAX_ELEMENTS)
         super().__init__(tiled([-2.0, 3.5], int(dim)), torch.zeros(1, int(dim)), noise, device)
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
@@ -301,7 +301,7 @@ class Ackley(ClassicFunction):
     """
 
     def __init__(self, dim: int = 2, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
-        check_integer("dim", dim, minimum=1)
+        check_integer("dim", dim, minimum=1, maximum=MAX_ELEMENTS)
         super().__init__(tiled([2.3, -1.7], int(dim)), torch.zeros(1, int(dim)), noise, device)
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
@@ -367,7 +367,7 @@ class StyblinskiTang(ClassicFunction):
     """
 
     def __init__(self, dim: int = 2, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
-        check_integer("dim", dim, minimum=1)
+        check_integer("dim", dim, minimum=1, maximum=MAX_ELEMENTS)
         root = styblinski_tang_root()
         super().__init__(torch.zeros(int(dim)), torch.full((1, int(dim)), root, dtype=torch.float64), noise, device)
         self.f_star = int(dim) * 0.5 * (root**4 - 16 * root**2 + 5 * root)
@@ -411,7 +411,7 @@ class Levy(ClassicFunction):
     """
 
     def __init__(self, dim: int = 2, noise: float = 0.0, device: torch.device | str = "cpu") -> None:
-        check_integer("dim", dim, minimum=1)
+        check_integer("dim", dim, minimum=1, maximum=MAX_ELEMENTS)
         super().__init__(tiled([4.0, -2.0], int(dim)), torch.ones(1, int(dim)), noise, device)
 
     def f(self, x: torch.Tensor) -> torch.Tensor:

@@ -48,7 +48,7 @@ from scipy.special import expit
 from torch import nn
 
 from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches
-from bench_core.options import check_integer, check_number
+from bench_core.options import check_elements, check_integer, check_number
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -397,6 +397,7 @@ def build_least_squares(device: torch.device | str = "cpu", n: int = 2000, dim: 
     check_number("condition", condition, 1.0)
     check_number("noise", noise, 0.0)
     check_integer("data_seed", data_seed, 0)
+    check_elements(f"n={n!r}, dim={dim!r}", int(n) * int(dim))
     n_train, n_valid, n_test = split_sizes(int(n))
     if n_train < dim or min(n_valid, n_test) < 1:
         raise ValueError(f"n={n!r} is invalid: its 60% training rows must number at least dim={dim!r}, "

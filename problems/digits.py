@@ -21,7 +21,7 @@ from torch import nn
 
 from bench_core import Budget, ProblemSpec, Target, hookimpl
 from bench_core.classification import ClassificationProblem
-from bench_core.options import check_integer
+from bench_core.options import check_elements, check_integer
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -129,6 +129,7 @@ def build_mlp(device: torch.device | str = "cpu", width: int = 64, depth: int = 
     """The ``digits_mlp`` spec's builder: ``depth`` hidden layers of ``width`` units (ValueError if invalid)."""
     width = check_integer("width", width, minimum=1)
     depth = check_integer("depth", depth, minimum=0)
+    check_elements(f"width={width}, depth={depth}", width * width * max(depth, 1))
     return DigitsProblem(functools.partial(mlp, width, depth), MLP_TARGET, device)
 
 

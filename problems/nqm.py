@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from bench_core import Budget, ProblemSpec, Target, hookimpl
-from bench_core.options import check_integer, check_number
+from bench_core.options import MAX_ELEMENTS, check_integer, check_number
 from bench_core.problems.analytic import AnalyticProblem
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
@@ -45,7 +45,7 @@ class NQM(AnalyticProblem):
 
     def __init__(self, dim: int = 1000, power: float = 1.0, noise: float = 1.0,
                  device: torch.device | str = "cpu") -> None:
-        check_integer("dim", dim, minimum=1)
+        check_integer("dim", dim, minimum=1, maximum=MAX_ELEMENTS)
         check_number("power", power, minimum=0.0)
         self.power = float(power)
         self.eigenvalues64 = torch.arange(1, int(dim) + 1, dtype=torch.float64) ** -self.power

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches
-from bench_core.options import check_integer, check_number
+from bench_core.options import check_elements, check_integer, check_number
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -241,6 +241,12 @@ def build_teacher_student(device: torch.device | str = "cpu", input_dim: int = 2
                              ("teacher_depth", teacher_depth, 0), ("width", width, 1), ("depth", depth, 0),
                              ("n_train", n_train, 1), ("data_seed", data_seed, 0)):
         check_integer(name, value, low)
+    for what, count in ((f"n_train={n_train!r}, input_dim={input_dim!r}", int(n_train) * int(input_dim)),
+                        (f"teacher_width={teacher_width!r}, teacher_depth={teacher_depth!r}",
+                         int(teacher_width) ** 2 * max(int(teacher_depth), 1) + int(input_dim) * int(teacher_width)),
+                        (f"width={width!r}, depth={depth!r}", int(width) ** 2 * max(int(depth), 1)
+                         + int(input_dim) * int(width))):
+        check_elements(what, count)
     check_number("noise", noise, 0.0)
     options = {"input_dim": int(input_dim), "teacher_width": int(teacher_width), "teacher_depth": int(teacher_depth),
                "width": int(width), "depth": int(depth), "noise": float(noise), "n_train": int(n_train),

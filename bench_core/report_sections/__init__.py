@@ -10,6 +10,7 @@ them and the environment, marked ``trylast``, closes the report. Each section re
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import re
 
@@ -36,7 +37,13 @@ def section_manager(catalog: object | None = None) -> pluggy.PluginManager:
     return manager
 
 
+#: Longest figure file stem: with the kind and ``.png`` well inside the 255 bytes file systems allow.
+MAX_STEM = 120
+
+
 def file_name(label: str, kind: str) -> str:
     """A figure's file name for a variant label: ``quadratic (noise=0.5)`` -> ``quadratic_noise_0.5_<kind>.png``."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_.") or "problem"
+    if len(stem) > MAX_STEM:  # a long option value must not make a name the file system refuses (255 bytes)
+        stem = f"{stem[:MAX_STEM - 13]}_{hashlib.sha256(label.encode()).hexdigest()[:12]}"
     return f"{stem}_{kind}.png"
