@@ -26,7 +26,7 @@ from bench_core.followups import FollowUp, Scores
 from bench_core.runner import ProblemCache
 from bench_core.store import DONE_STATUSES, Store
 from bench_core.suite import Sweep
-from bench_core.trial import TrialConfig
+from bench_core.trial import TrialConfig, TrialResult
 
 #: A sweep with at least this many trials to run prints its trial count and a time estimate first.
 LARGE_SWEEP = 200
@@ -79,6 +79,14 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                 values.append(None)  # not stored, an error to retry, or a result of other code: to run
         return values
 
+    def save(config: TrialConfig, result: TrialResult) -> None:
+        result.fingerprint = fingerprints.of(config)
+        store.save(config, result)
+        ran[config.trial_id] = trial_score(result.status, result.final)
+        outcome.counts[result.status] += 1
+        if result.status == "error":
+            outcome.errors.append((config, _last_line(result.error)))
+
     done = set() if rerun else store.done_ids(ids)
     done -= changes.stale([config for config in sweep.trials if config.trial_id in done], store.fingerprints(done))
     todo = [config for config in sweep.trials if config.trial_id not in done]
@@ -98,19 +106,28 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
         with bar, make_executor(min(workers, expected), catalog, autoload, problems, executor, scheduler) as backend:
             while todo:
                 store.add_to_suite(sweep.name, [config.trial_id for config in todo])
-                for group, results in backend.run([config] for config in todo):
-                    for config, result in zip(group, results, strict=True):
-                        result.fingerprint = fingerprints.of(config)
-                        store.save(config, result)
-                        ran[config.trial_id] = trial_score(result.status, result.final)
-                        outcome.counts[result.status] += 1
-                        if result.status == "error":
-                            outcome.errors.append((config, _last_line(result.error)))
-                        for failure in catalog.notify_trial_finished(config, result):
-                            bar.write(f"optbench: warning: {failure}", file=sys.stderr)
-                        bar.set_postfix(ok=outcome.counts["ok"], diverged=outcome.counts["diverged"],
-                                        error=outcome.counts["error"], refresh=False)
-                        bar.update(1)
+                unsaved: list[tuple[TrialConfig, TrialResult]] = []
+                try:
+                    for group, results in backend.run([config] for config in todo):
+                        unsaved += zip(group, results, strict=True)
+                        while unsaved:
+                            config, result = unsaved[0]
+                            save(config, result)
+                            unsaved.pop(0)
+                            for failure in catalog.notify_trial_finished(config, result):
+                                bar.write(f"optbench: warning: {failure}", file=sys.stderr)
+                            bar.set_postfix(ok=outcome.counts["ok"], diverged=outcome.counts["diverged"],
+                                            error=outcome.counts["error"], refresh=False)
+                            bar.update(1)
+                except KeyboardInterrupt:
+                    # Ctrl-C: stop the workers now rather than wait for their trials, and store every result that
+                    # reached this process (one being stored when the Ctrl-C came is stored again: a row is
+                    # written in one transaction, so it is either complete or absent).
+                    for group, results in backend.interrupt():
+                        unsaved += zip(group, results, strict=True)
+                    for config, result in unsaved:
+                        save(config, result)
+                    raise
                 todo, left, named = _next_round(sweep.followups, scores)
                 for line in changes.notices():  # follow-up trials named only now
                     bar.write(f"optbench: {line}", file=sys.stderr)
