@@ -164,8 +164,8 @@ class ProcessPoolExecutorBackend(Executor):
     def interrupt(self) -> list[tuple[Group, list[TrialResult]]]:
         """Kill the workers (their trials would take as long as they take), then return the groups whose
         results had reached this process: futures already done with a result, not yet yielded."""
+        processes = dict(getattr(self.pool, "_processes", None) or {})  # shutdown() forgets them
         self.pool.shutdown(wait=False, cancel_futures=True)
-        processes = dict(getattr(self.pool, "_processes", None) or {})
         for process in processes.values():
             with contextlib.suppress(Exception):
                 process.kill()

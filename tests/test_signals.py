@@ -1,0 +1,272 @@
+"""Processes and signals: pool workers die with their driver, Ctrl-C stops a sweep promptly and keeps every
+result that reached the driver, and a worker that dies takes only its own trial with it.
+
+Every test that starts processes starts them in a session of their own and kills that process group in
+``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench_core.catalog import load_catalog
+from bench_core.driver import run_sweep
+from bench_core.executors import Executor, Group, ProcessPoolExecutorBackend
+from bench_core.store import Store
+from bench_core.suite import expand
+from bench_core.trial import TrialResult
+
+ENV = os.environ | {"OPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _command(results: Path, seconds: int, trials: int, workers: int = 2) -> list[str]:
+    """A sweep of ``trials`` quadratic trials of ``seconds`` seconds each (a seconds budget: long trials that
+    cost no memory)."""
+    lrs = ",".join(f"0.00{i + 1}" for i in range(trials))
+    return [sys.executable, "-m", "bench_core.cli", "run", "--problem", "quadratic", "--optimizer", "sgd",
+            "--lr", lrs, "--seconds", str(seconds), "--evals", "2", "--no-report", "--no-progress",
+            "--results", str(results), "--workers", str(workers)]
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+
+
+def _ignores_sigint(pid: int) -> bool:
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        mask = int(next(line.split()[1] for line in status if line.startswith("SigIgn:")), 16)
+        return bool(mask & (1 << (signal.SIGINT - 1)))
+    return False
+
+
+def _started_workers(driver: int, count: int, timeout: float) -> list[psutil.Process]:
+    """The driver's pool workers once ``count`` of them have run their initializer (which ignores Ctrl-C after
+    it has tied the worker to its driver), with every other child of the driver (the resource tracker)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(driver).children(recursive=True)
+            workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+            if len(workers) >= count and all(_ignores_sigint(w.pid) for w in workers):
+                return children
+        time.sleep(0.1)
+    pytest.fail(f"the pool of driver {driver} never had {count} initialised workers within {timeout} s")
+
+
+def _alive(processes: Iterable[psutil.Process]) -> list[int]:
+    alive = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process.pid)
+    return alive
+
+
+def _stored(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            return dict(db.execute("SELECT trial_id, status FROM trials").fetchall())
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_driver_takes_its_pool_workers_and_resource_tracker_with_it(tmp_path):
+    """Before: the workers (~320 MB each) and multiprocessing's resource tracker ran on for ever."""
+    process = subprocess.Popen(_command(tmp_path / "r.sqlite", seconds=120, trials=4), env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        children = _started_workers(process.pid, count=2, timeout=120)
+        assert len(children) >= 3, [c.cmdline() for c in children]  # two workers and the resource tracker
+        process.send_signal(signal.SIGKILL)  # the driver alone, not its group
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _alive(children) == [], "processes outlive their kill -9'd driver"
+    finally:
+        for child in locals().get("children", []):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        _kill_group(process)
+
+
+@pytest.mark.slow
+def test_a_worker_whose_parent_dies_before_it_is_tied_to_it_exits_at_once(tmp_path):
+    """The portable check: a worker told of a parent that is not its parent (already gone) leaves."""
+    code = "from bench_core.executors import _die_with_parent; _die_with_parent(1); import time; time.sleep(30)"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, timeout=60)
+    assert done.returncode == 1 and time.monotonic() - started < 30
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_pool_sweep_of_long_trials_exits_at_once_and_keeps_finished_trials(tmp_path):
+    """Before: the driver waited for every in-flight trial (71-122 s with ~40 s trials). Trials here last 20 s:
+    waiting for the two in flight would take ~15 s more; the limit is 10 s."""
+    results = tmp_path / "r.sqlite"
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        process = subprocess.Popen(_command(results, seconds=20, trials=6), env=ENV, stdout=subprocess.DEVNULL,
+                                   stderr=err, start_new_session=True)
+    try:
+        children = _started_workers(process.pid, count=2, timeout=120)
+        deadline = time.monotonic() + 180
+        while len(_stored(results)) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_stored(results)) >= 2, stderr.read_text()
+        time.sleep(3)  # the next two trials are in flight, ~17 s from their end
+        before = _stored(results)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it: driver and workers
+        sent = time.monotonic()
+        returncode = process.wait(timeout=60)
+        took = time.monotonic() - sent
+        message = stderr.read_text()
+        assert returncode == 130, message
+        assert took < 10, f"Ctrl-C took {took:.1f} s"
+        assert "interrupted; finished trials are stored" in message and "Traceback" not in message, message
+        after = _stored(results)
+        assert before.items() <= after.items() and set(after.values()) == {"ok"}
+        assert len(after) < 6, "the sweep ran to its end: the Ctrl-C came too late to test anything"
+        assert _alive(children) == [], "workers outlive the interrupted driver"
+    finally:
+        _kill_group(process)
+
+
+class _InterruptedExecutor(Executor):
+    """Yields one group, then Ctrl-C comes while it waits; two more groups had reached it meanwhile."""
+
+    def __init__(self, results: dict[str, TrialResult]) -> None:
+        self.results = results
+        self.interrupted = False
+
+    def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
+        groups = list(groups)
+        self.late = groups[1:3]
+        yield groups[0], [self.results[c.trial_id] for c in groups[0]]
+        raise KeyboardInterrupt
+
+    def interrupt(self) -> list[tuple[Group, list[TrialResult]]]:
+        self.interrupted = True
+        return [(group, [self.results[c.trial_id] for c in group]) for group in self.late]
+
+
+def test_ctrl_c_stores_the_results_the_executor_had_received_but_not_yet_handed_over(tmp_path, monkeypatch,
+                                                                                    catalog):
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": [0.01, 0.02, 0.03, 0.04],
+                    "steps": 5, "evals": 2, "device": "cpu"}, catalog)
+    results = {c.trial_id: TrialResult(c.trial_id, "ok", steps=5, device="cpu") for c in sweep.trials}
+    executor = _InterruptedExecutor(results)
+    monkeypatch.setattr("bench_core.driver.make_executor", lambda *args, **kwargs: executor)
+    with Store(tmp_path / "r.sqlite") as store:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(sweep, catalog, store, workers=2, progress=False)
+        stored = store.trials()
+    assert executor.interrupted
+    assert set(stored["trial_id"]) == {c.trial_id for c in sweep.trials[:3]}
+
+
+SLOW_OR_DEADLY = """
+    import os
+    import time
+
+    import torch
+
+    from bench_core import OptimizerSpec, hookimpl
+
+    OPTBENCH_CONTRACT = 1
+
+
+    class SlowOrDeadly(torch.optim.SGD):
+        \"\"\"lr 0.5 takes its worker down (as a segfault would) after a moment; other rates are slow.\"\"\"
+
+        def step(self, closure=None):
+            lr = self.param_groups[0]["lr"]
+            if lr == 0.5:
+                time.sleep(1)
+                os._exit(0)
+            time.sleep(0.3)
+            return super().step(closure)
+
+
+    @hookimpl
+    def optbench_optimizers():
+        return [OptimizerSpec("slow_or_deadly", SlowOrDeadly, lr=0.01)]
+"""
+
+
+@pytest.mark.slow
+def test_a_dead_worker_costs_its_own_trial_only_not_its_neighbours_in_flight(write_plugin):
+    """Before: every trial in flight when a worker died was stored as an error ("worker pool restarted")."""
+    plugin = write_plugin("slow_or_deadly", SLOW_OR_DEADLY)
+    catalog = load_catalog([str(plugin)])
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["slow_or_deadly"], "lr": [0.01, 0.5, 0.02, 0.03],
+                    "steps": 8, "evals": 2, "device": "cpu"}, catalog)
+    with ProcessPoolExecutorBackend(workers=2, plugin_paths=[str(plugin)], threads_per_worker=1) as pool:
+        results = {g[0].hyperparams["lr"]: r[0] for g, r in pool.run([c] for c in sweep.trials)}
+    assert results.keys() == {0.01, 0.5, 0.02, 0.03}
+    assert results[0.5].status == "error" and "worker process died" in results[0.5].error
+    innocent = {lr: r for lr, r in results.items() if lr != 0.5}
+    assert all(r.status in ("ok", "diverged") for r in innocent.values()), {lr: r.error for lr, r in innocent.items()}
+
+
+LEAKY = """
+    import os
+
+    import torch
+
+    from bench_core import OptimizerSpec, hookimpl
+
+    OPTBENCH_CONTRACT = 1
+    LEAK = []
+
+
+    class Leaky(torch.optim.SGD):
+        \"\"\"Keeps 1 MB per step for ever and records which process ran it in the state it returns.\"\"\"
+
+        def step(self, closure=None):
+            LEAK.append(bytearray(1 << 20))
+            return super().step(closure)
+
+
+    @hookimpl
+    def optbench_optimizers():
+        return [OptimizerSpec("leaky", Leaky, lr=0.01)]
+"""
+
+
+@pytest.mark.slow
+def test_pool_workers_are_replaced_after_max_tasks_per_child_trials(write_plugin, monkeypatch):
+    from bench_core import executors
+
+    monkeypatch.setattr(executors, "MAX_TASKS_PER_CHILD", 2)
+    plugin = write_plugin("leaky", LEAKY)
+    catalog = load_catalog([str(plugin)])
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["leaky"], "lr": [0.01, 0.02, 0.03, 0.04, 0.05],
+                    "steps": 5, "evals": 2, "device": "cpu"}, catalog)
+    with ProcessPoolExecutorBackend(workers=1, plugin_paths=[str(plugin)], threads_per_worker=1) as pool:
+        seen = []
+        for _ in pool.run([c] for c in sweep.trials):
+            seen.append(frozenset(getattr(pool.pool, "_processes", {}) or {}))
+    pids = set().union(*seen)
+    assert len(pids) >= 2, f"one worker ran all five trials of a leaking plugin: {seen}"
