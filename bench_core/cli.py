@@ -17,6 +17,7 @@ from typing import Any
 from bench_core.catalog import Catalog, load_catalog
 from bench_core.errors import UserError
 from bench_core.executors import EXECUTORS
+from bench_core.interrupts import tracking_sigint
 
 DEFAULT_RESULTS = "results/optbench.sqlite"
 DEFAULT_REPORTS = "reports"
@@ -29,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        with tracking_sigint():  # tells a plugin's sys.exit()/KeyboardInterrupt from the user's Ctrl-C
+            return args.handler(args)
     except UserError as exc:
         print(f"optbench: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -27,6 +27,7 @@ import torch
 
 from bench_core.catalog import Catalog, load_catalog
 from bench_core.errors import UserError
+from bench_core.interrupts import trust_every_interrupt_to_code
 from bench_core.runner import ProblemCache, run_trials
 from bench_core.trial import TrialConfig, TrialResult
 
@@ -274,6 +275,7 @@ def _init_worker(plugin_paths: tuple[str, ...], autoload: bool | None, threads: 
     global _worker_problems
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    trust_every_interrupt_to_code()
     torch.set_num_threads(threads)
     _worker_problems = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
 

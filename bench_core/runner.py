@@ -56,6 +56,7 @@ import torch
 
 from bench_core.catalog import Catalog
 from bench_core.closure import closure_step
+from bench_core.interrupts import raised_by_code
 from bench_core.specs import Problem
 from bench_core.trial import TrialConfig, TrialResult
 
@@ -124,6 +125,11 @@ def run_trial(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         result = _train(config, problems)
     except Exception:
         result = TrialResult(config.trial_id, "error", error=traceback.format_exc(), device=config.device)
+    except (SystemExit, KeyboardInterrupt) as exc:  # sys.exit() in a plugin costs its trial, not the sweep
+        if not raised_by_code(exc):
+            raise  # the user's Ctrl-C
+        result = TrialResult(config.trial_id, "error", error=f"{traceback.format_exc()}plugin raised {exc!r}",
+                             device=config.device)
     result.wall_seconds = time.perf_counter() - started
     return result
 

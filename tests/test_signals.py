@@ -270,3 +270,76 @@ def test_pool_workers_are_replaced_after_max_tasks_per_child_trials(write_plugin
             seen.append(frozenset(getattr(pool.pool, "_processes", {}) or {}))
     pids = set().union(*seen)
     assert len(pids) >= 2, f"one worker ran all five trials of a leaking plugin: {seen}"
+
+
+QUITTER = """
+    import sys
+
+    import torch
+
+    from bench_core import OptimizerSpec, hookimpl
+
+    OPTBENCH_CONTRACT = 1
+
+
+    class Quitter(torch.optim.SGD):
+        \"\"\"lr 0.02 calls sys.exit(3) mid-trial, lr 0.03 raises KeyboardInterrupt, lr 0.04 raises SystemExit.\"\"\"
+
+        def step(self, closure=None):
+            lr = self.param_groups[0]["lr"]
+            if self.state.get("steps", 0) == 3:
+                if lr == 0.02:
+                    sys.exit(3)
+                if lr == 0.03:
+                    raise KeyboardInterrupt
+                if lr == 0.04:
+                    raise SystemExit("bye")
+            self.state["steps"] = self.state.get("steps", 0) + 1
+            return super().step(closure)
+
+
+    @hookimpl
+    def optbench_optimizers():
+        return [OptimizerSpec("quitter", Quitter, lr=0.01)]
+"""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sys_exit_or_keyboard_interrupt_in_a_plugin_costs_its_trial_not_the_sweep(write_plugin, tmp_path, capsys,
+                                                                                 workers):
+    from bench_core.cli import main
+
+    plugin = write_plugin("quitter", QUITTER)
+    results = tmp_path / "r.sqlite"
+    code = main(["run", "--plugins", str(plugin), "--problem", "quadratic", "--optimizer", "quitter",
+                 "--lr", "0.01,0.02,0.03,0.04,0.001", "--steps", "10", "--evals", "2", "--no-report",
+                 "--no-progress", "--results", str(results), "--workers", workers])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "Traceback" not in err
+    with Store(results) as store:
+        trials = store.trials().set_index("hp.lr")
+    assert len(trials) == 5
+    assert trials.loc[0.02, "status"] == "error" and trials.loc[0.02, "error"].endswith("plugin raised SystemExit(3)")
+    assert trials.loc[0.03, "status"] == "error" and "plugin raised KeyboardInterrupt()" in trials.loc[0.03, "error"]
+    assert trials.loc[0.04, "status"] == "error" and "plugin raised SystemExit('bye')" in trials.loc[0.04, "error"]
+    assert set(trials.loc[[0.01, 0.001], "status"]) <= {"ok", "diverged"}
+    assert "plugin raised SystemExit(3)" in err
+
+
+def test_sys_exit_at_plugin_import_skips_that_plugin_with_one_line(write_plugin, capsys):
+    from bench_core.cli import main
+
+    plugin = write_plugin("exits_at_import", "import sys\nsys.exit(3)\n")
+    assert main(["list", "--plugins", str(plugin)]) == 0
+    err = capsys.readouterr().err
+    assert "exits_at_import" in err and "raised SystemExit(3)" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_real_ctrl_c_while_plugins_load_still_interrupts(write_plugin, capsys):
+    from bench_core.cli import main
+
+    plugin = write_plugin("slow_import", "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n")
+    assert main(["list", "--plugins", str(plugin)]) == 130
+    assert "interrupted" in capsys.readouterr().err
