@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     execution.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's, else auto)")
     execution.add_argument("--workers", type=int, help="worker processes; 1 runs in-process (default: one per "
                      "CPU core, 1 on CUDA)")
+    execution.add_argument("--threads", type=int, metavar="N",
+                           help="torch threads per trial, whatever the executor (default: 1, so results do not "
+                           "depend on --workers or --executor)")
     execution.add_argument("--executor", default="auto", choices=EXECUTORS,
                      help="where trials run: auto (in-process for 1 worker, else a process pool), inprocess, pool, "
                      "or dask (a Dask cluster; needs the 'dask' extra)")
@@ -252,6 +255,8 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
     workers = args.workers if args.workers is not None else default_workers(device, sweep.planned)
     if workers < 1:
         raise UserError(f"--workers {workers}: need at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads {args.threads}: need at least 1")
     count = _trial_count(sweep)
     if args.dry_run:
         print(f"suite {sweep.name!r}: {count} on {device}, {workers} worker(s)")
@@ -260,7 +265,8 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
         print(f"optbench: suite {sweep.name!r} ({source}): {count} on {device} with {workers} worker(s); "
               f"results in {args.results}", file=sys.stderr)
         outcome = run_sweep(sweep, catalog, store, workers, progress=False if args.no_progress else None,
-                            problems=problems, rerun=args.rerun, executor=args.executor, scheduler=args.scheduler)
+                            problems=problems, rerun=args.rerun, executor=args.executor, scheduler=args.scheduler,
+                            threads=args.threads)
         print(f"optbench: {outcome.summary()}", file=sys.stderr)
         for config, message in outcome.errors[:10]:
             print(f"optbench: error in trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",

@@ -17,9 +17,9 @@ worker processes on the loopback interface only (no dashboard) and shuts it down
 cluster running when it is done.
 
 Torch threads per task: on a local cluster each of the ``workers`` processes runs one
-task at a time with ``threads_per_worker`` torch threads (default: the CPU cores split
-evenly between them). On a remote cluster the executor cannot see the workers' cores,
-so a task uses ``threads_per_worker`` threads if given and 1 otherwise (Dask runs one
+task at a time with ``threads_per_worker`` torch threads (default:
+:data:`bench_core.executors.TRIAL_THREADS`, as every executor, so results do not depend on it).
+On a remote cluster a task uses ``threads_per_worker`` threads if given and 1 otherwise (Dask runs one
 task per worker thread, so one torch thread per task fills a worker's cores).
 
 A task that fails (its worker died, the connection dropped, Dask gave up on it) is
@@ -35,16 +35,13 @@ tasks that were merely queued behind it fail with it.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
 
-import torch
-
 from bench_core.catalog import load_catalog
 from bench_core.errors import UserError
-from bench_core.executors import Executor, Group, _lost
+from bench_core.executors import TRIAL_THREADS, Executor, Group, _lost
 from bench_core.runner import ProblemCache, run_trials
 from bench_core.trial import TrialResult
 
@@ -80,7 +77,7 @@ class DaskExecutor(Executor):
         self._futures: dict[str, Any] = {}
         if scheduler is None:
             self.workers = max(1, workers)
-            self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+            self.threads = threads_per_worker or TRIAL_THREADS
             self.cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                                     host="127.0.0.1", dashboard_address=None)
             try:
@@ -151,5 +148,4 @@ def _run_on_worker(group: Group, plugin_paths: tuple[str, ...], autoload: bool |
     problems = _worker_problems.get(key)
     if problems is None:
         problems = _worker_problems[key] = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
-    torch.set_num_threads(threads)
-    return run_trials(group, problems)
+    return run_trials(group, problems, threads)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from bench_core.catalog import Catalog
 from bench_core.configuration import trial_score
 from bench_core.environment import environment
-from bench_core.executors import make_executor
+from bench_core.executors import TRIAL_THREADS, make_executor
 from bench_core.fingerprint import Fingerprints, describe_change
 from bench_core.followups import FollowUp, Scores
 from bench_core.runner import ProblemCache
@@ -48,17 +48,20 @@ class SweepOutcome:
 
 def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progress: bool | None = None,
               autoload: bool | None = None, problems: ProblemCache | None = None,
-              rerun: bool = False, executor: str = "auto", scheduler: str | None = None) -> SweepOutcome:
+              rerun: bool = False, executor: str = "auto", scheduler: str | None = None,
+              threads: int | None = None) -> SweepOutcome:
     """Run every trial of ``sweep`` not yet stored (every trial with ``rerun``), one transaction per trial.
 
     Trials expanded up front run first; then the sweep's follow-ups (adaptive searches,
     batch-size transfers) are asked for their next trials round after round until none
     has any left. Only this (driver) process writes the store, so a kill at any moment
     loses at most the trials in flight; a re-run picks up the rest. ``executor`` and
-    ``scheduler`` choose where trials run (see :func:`bench_core.executors.make_executor`).
+    ``scheduler`` choose where trials run (see :func:`bench_core.executors.make_executor`), ``threads`` the
+    torch threads of each trial (default :data:`bench_core.executors.TRIAL_THREADS`, whatever the executor).
     """
     ids = [config.trial_id for config in sweep.trials]
-    store.begin_run(sweep.name, sweep.settings, environment(catalog, sweep.device, workers))
+    threads = threads or TRIAL_THREADS
+    store.begin_run(sweep.name, sweep.settings, environment(catalog, sweep.device, workers, threads))
     store.add_to_suite(sweep.name, ids)
     ran: dict[str, float] = {}  # score of every trial run by this call, errors included
     fingerprints = Fingerprints(catalog)
@@ -103,7 +106,8 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                   file=sys.stderr)
         bar = tqdm(total=expected, unit="trial", desc=sweep.name, disable=None if progress is None else not progress,
                    file=sys.stderr, dynamic_ncols=True)
-        with bar, make_executor(min(workers, expected), catalog, autoload, problems, executor, scheduler) as backend:
+        with bar, make_executor(min(workers, expected), catalog, autoload, problems, executor, scheduler,
+                                     threads) as backend:
             while todo:
                 store.add_to_suite(sweep.name, [config.trial_id for config in todo])
                 unsaved: list[tuple[TrialConfig, TrialResult]] = []

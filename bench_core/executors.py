@@ -63,31 +63,34 @@ class Executor(ABC):
 class InProcessExecutor(Executor):
     """Runs trials one by one in the calling process (``--workers 1``)."""
 
-    def __init__(self, catalog: Catalog, problems: ProblemCache | None = None) -> None:
+    def __init__(self, catalog: Catalog, problems: ProblemCache | None = None, threads: int | None = None) -> None:
         self.problems = problems or ProblemCache(catalog)
+        self.threads = threads or TRIAL_THREADS
 
     def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
         for group in groups:
-            yield group, run_trials(group, self.problems)
+            yield group, run_trials(group, self.problems, self.threads)
 
 
 class ProcessPoolExecutorBackend(Executor):
-    """A local pool of worker processes (``--workers N``), each with its share of CPU threads.
+    """A local pool of worker processes (``--workers N``).
 
     Workers start with ``spawn`` (safe with CUDA and with torch's thread pools) with Ctrl-C
-    blocked, then ignore it: the driver handles it. A worker that dies takes only its in-flight trials
-    with it: they are recorded as errors and the pool is restarted.
+    blocked, then ignore it: the driver handles it. A worker that dies breaks the pool, which is
+    restarted; only the trial that killed it is recorded as an error (see :meth:`run`).
 
-    Workers die with their driver (:func:`_die_with_parent`): a ``kill -9`` of the driver leaves no
-    worker (some hundreds of MB each) running without a parent. Each worker is replaced after
-    :data:`MAX_TASKS_PER_CHILD` trials, so memory a plugin leaks stays bounded. On Ctrl-C,
+    Each trial runs with ``threads_per_worker`` torch threads (default :data:`TRIAL_THREADS`), as
+    in-process, so both store bit-identical numbers. Workers die with their driver
+    (:func:`_die_with_parent`): a ``kill -9`` of the driver leaves no worker (some hundreds of MB
+    each) running without a parent. Each worker is replaced after :data:`MAX_TASKS_PER_CHILD` trials,
+    so memory a plugin leaks stays bounded. On Ctrl-C,
     :meth:`interrupt` kills the workers instead of waiting for their trials to end.
     """
 
     def __init__(self, workers: int, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
                  threads_per_worker: int | None = None) -> None:
         self.workers = workers
-        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads_per_worker or TRIAL_THREADS
         self.initargs = (tuple(plugin_paths), autoload, self.threads)
         self._in_flight: dict[Future, Group] = {}
         self.pool = self._start()
@@ -181,6 +184,11 @@ class ProcessPoolExecutorBackend(Executor):
         return finished
 
 
+#: Torch threads a trial runs with, whatever the executor, unless ``--threads`` says otherwise. The thread
+#: count changes the order of floating-point reductions (``digits_cnn`` curves differed by up to 1.1e-7
+#: between ``--workers 1`` and ``--workers 2`` when each executor chose its own), so it is a decision of the
+#: trial, not of the executor: one thread per trial, and one trial per core (the default ``--workers``).
+TRIAL_THREADS = 1
 #: A pool worker is replaced by a fresh process after this many trials: a plugin that leaks memory (or
 #: a problem cache that grows with every problem a worker meets) cannot grow a worker for ever, and
 #: restarting a worker (import torch, load the catalog) costs seconds against trials that take far longer.
@@ -202,7 +210,7 @@ def check_executor(kind: str, scheduler: str | None) -> None:
 
 def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
                   problems: ProblemCache | None = None, kind: str = "auto",
-                  scheduler: str | None = None) -> Executor:
+                  scheduler: str | None = None, threads: int | None = None) -> Executor:
     """The executor ``kind`` with ``workers`` workers (the in-process one reuses ``problems`` already built).
 
     ``scheduler`` is the address of a running Dask scheduler; without it the Dask executor
@@ -212,10 +220,11 @@ def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
     if kind == "dask":
         from bench_core.dask_executor import DaskExecutor
 
-        return DaskExecutor(catalog.plugin_paths, autoload, scheduler=scheduler, workers=workers)
+        return DaskExecutor(catalog.plugin_paths, autoload, scheduler=scheduler, workers=workers,
+                            threads_per_worker=threads)
     if kind == "inprocess" or (kind == "auto" and workers <= 1):
-        return InProcessExecutor(catalog, problems)
-    return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload)
+        return InProcessExecutor(catalog, problems, threads)
+    return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload, threads)
 
 
 def default_workers(device: str, trials: int) -> int:
@@ -282,4 +291,4 @@ def _init_worker(plugin_paths: tuple[str, ...], autoload: bool | None, threads: 
 
 def _run_in_worker(group: Group) -> list[TrialResult]:
     assert _worker_problems is not None, "worker not initialised"
-    return run_trials(group, _worker_problems)
+    return run_trials(group, _worker_problems, torch.get_num_threads())

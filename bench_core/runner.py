@@ -134,13 +134,25 @@ def run_trial(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     return result
 
 
-def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache) -> list[TrialResult]:
+def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache, threads: int | None = None) -> list[TrialResult]:
     """Run a group of trials; the unit of work an executor ships to a worker.
 
     Trials of a group run one after another today; a group of trials that differ only in
     hyperparameters or seed is where a vectorised implementation can take over.
+
+    ``threads``: torch's intra-op thread count for the duration of each trial, restored after.
+    The thread count changes the order of floating-point reductions, so results are bit-identical
+    across executors only where every executor runs a trial with the same count; ``None`` leaves
+    the process's setting as it is.
     """
-    return [run_trial(config, problems) for config in configs]
+    if threads is None:
+        return [run_trial(config, problems) for config in configs]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return [run_trial(config, problems) for config in configs]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def target_resolution(config: TrialConfig, problem: Problem, steps: int | None, per_step: bool) -> int | None:
