@@ -261,6 +261,10 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
     if args.dry_run:
         print(f"suite {sweep.name!r}: {count} on {device}, {workers} worker(s)")
         return 0
+    if args.executor == "dask" and args.scheduler is not None:
+        from bench_core.dask_executor import check_scheduler
+
+        check_scheduler(args.scheduler)  # before the results file is created: a wrong address writes nothing
     with Store(args.results) as store:
         print(f"optbench: suite {sweep.name!r} ({source}): {count} on {device} with {workers} worker(s); "
               f"results in {args.results}", file=sys.stderr)

@@ -64,10 +64,7 @@ class DaskExecutor(Executor):
 
     def __init__(self, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
                  scheduler: str | None = None, workers: int = 2, threads_per_worker: int | None = None) -> None:
-        try:
-            import distributed
-        except ImportError:
-            raise UserError("the dask executor needs the 'dask' extra: pip install 'optbench[dask]'") from None
+        distributed = _distributed()
         self._distributed = distributed
         self.plugin_paths = tuple(str(p) for p in plugin_paths)
         self.autoload = autoload
@@ -87,10 +84,7 @@ class DaskExecutor(Executor):
                 raise
         else:
             self.threads = threads_per_worker or 1
-            try:
-                self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-            except (OSError, TimeoutError) as exc:
-                raise UserError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there ({exc})") from None
+            self.client = _connect(scheduler)
             self.workers = max(1, sum(self.client.nthreads().values()))
 
     def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
@@ -136,6 +130,33 @@ class DaskExecutor(Executor):
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=CLOSE_TIMEOUT)
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise UserError("the dask executor needs the 'dask' extra: pip install 'optbench[dask]'") from None
+    return distributed
+
+
+def _connect(scheduler: str) -> Any:
+    """A client of the scheduler at ``scheduler``, or a UserError where none answers within CONNECT_TIMEOUT."""
+    try:
+        return _distributed().Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there ({exc})") from None
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Raise a UserError unless a Dask scheduler answers at ``scheduler``.
+
+    The command line calls it before it opens the results file, so an address that leads nowhere writes
+    nothing (the executor itself connects only once the sweep starts, after the store is open).
+    """
+    client = _connect(scheduler)
+    with contextlib.suppress(Exception):
+        client.close(timeout=CLOSE_TIMEOUT)
 
 
 _worker_problems: dict[tuple[tuple[str, ...], bool | None], ProblemCache] = {}

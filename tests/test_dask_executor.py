@@ -186,3 +186,16 @@ def test_in_process_pool_and_dask_sweeps_store_the_same_results(catalog, tmp_pat
         trials, curves = frames[name]
         pd.testing.assert_frame_equal(trials[finals], reference[finals])
         pd.testing.assert_frame_equal(curves.drop(columns="seconds"), reference_curves.drop(columns="seconds"))
+
+
+def test_unreachable_scheduler_on_the_command_line_is_one_line_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    from bench_core.cli import main
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", "1s")
+    results = tmp_path / "r.sqlite"
+    code = main(["run", "--problem", "quadratic", "--optimizer", "sgd", "--steps", "5", "--no-report",
+                 "--no-progress", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1", "--results", str(results)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "cannot connect" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not results.exists() and list(tmp_path.iterdir()) == []
