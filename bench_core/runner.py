@@ -114,7 +114,13 @@ def steps_per_epoch(train_size: int, batch_size: int | None) -> int:
 
 
 def evaluation_steps(total: int, evals: int) -> list[int]:
-    """``evals + 1`` evaluation points spread evenly over ``0..total``, both ends included."""
+    """``evals + 1`` evaluation points spread evenly over ``0..total``, both ends included.
+
+    With ``evals >= total`` that is every step, computed as such: ``--evals 1000000000`` must not
+    iterate a billion times to find the few steps there are (the points are the same either way).
+    """
+    if evals >= total:
+        return list(range(total + 1))
     return sorted({round(i * total / evals) for i in range(evals + 1)})
 
 

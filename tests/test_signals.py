@@ -343,3 +343,18 @@ def test_a_real_ctrl_c_while_plugins_load_still_interrupts(write_plugin, capsys)
     plugin = write_plugin("slow_import", "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n")
     assert main(["list", "--plugins", str(plugin)]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_more_evaluations_than_steps_means_every_step_and_finishes_at_once(tmp_path, capsys):
+    """Before: ``--evals 1000000000`` never finished (a billion evaluation points computed per trial)."""
+    from bench_core.cli import main
+    from bench_core.runner import evaluation_steps
+
+    for total, evals in [(10, 10), (10, 13), (7, 100), (100, 150), (0, 5)]:  # same points as the general formula
+        assert evaluation_steps(total, evals) == sorted({round(i * total / evals) for i in range(evals + 1)})
+    started = time.monotonic()
+    assert evaluation_steps(100, 10**9) == list(range(101))
+    code = main(["run", "--problem", "quadratic", "--optimizer", "sgd", "--steps", "20", "--evals", "1000000000",
+                 "--no-report", "--no-progress", "--results", str(tmp_path / "r.sqlite"), "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
+    assert time.monotonic() - started < 60
