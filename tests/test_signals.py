@@ -358,3 +358,38 @@ def test_more_evaluations_than_steps_means_every_step_and_finishes_at_once(tmp_p
                  "--no-report", "--no-progress", "--results", str(tmp_path / "r.sqlite"), "--workers", "1"])
     assert code == 0, capsys.readouterr().err
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_driver_takes_its_local_dask_workers_with_it(tmp_path):
+    """A local cluster started by optbench: its worker processes watch a pipe to the driver (Dask's own
+    AsyncProcess guard) and leave when it closes."""
+    pytest.importorskip("distributed")
+    process = subprocess.Popen([*_command(tmp_path / "r.sqlite", seconds=120, trials=4), "--executor", "dask"],
+                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        children: list[psutil.Process] = []
+        while time.monotonic() < deadline and len(_alive(children)) < 2:
+            with contextlib.suppress(psutil.Error):
+                children = [c for c in psutil.Process(process.pid).children(recursive=True)
+                            if "spawn_main" in " ".join(c.cmdline())]
+            time.sleep(0.2)
+        assert len(_alive(children)) >= 2, "the local cluster never started its workers"
+        deadline = time.monotonic() + 120
+        while not _stored(tmp_path / "r.sqlite") and time.monotonic() < deadline:  # the file exists once trials run
+            if (tmp_path / "r.sqlite").exists():
+                break
+            time.sleep(0.2)
+        time.sleep(5)  # the workers are up and running trials
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _alive(children) == [], "Dask workers outlive their kill -9'd driver"
+    finally:
+        for child in locals().get("children", []):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        _kill_group(process)
