@@ -77,6 +77,24 @@ def _alive(processes: Iterable[psutil.Process]) -> list[int]:
     return alive
 
 
+def _kill_driver(process: subprocess.Popen, children: list[psutil.Process]) -> list[int]:
+    """``kill -9`` the driver alone (not its group); the pids of ``children`` still alive 10 s later."""
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _alive(children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _alive(children)
+
+
+def _clean_up(process: subprocess.Popen, children: list[psutil.Process]) -> None:
+    """Kill what a test started: the children it saw (they may have left the group) and the group."""
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    _kill_group(process)
+
+
 def _stored(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
@@ -98,17 +116,9 @@ def test_kill_9_of_the_driver_takes_its_pool_workers_and_resource_tracker_with_i
     try:
         children = _started_workers(process.pid, count=2, timeout=120)
         assert len(children) >= 3, [c.cmdline() for c in children]  # two workers and the resource tracker
-        process.send_signal(signal.SIGKILL)  # the driver alone, not its group
-        process.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while _alive(children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _alive(children) == [], "processes outlive their kill -9'd driver"
+        assert _kill_driver(process, children) == [], "processes outlive their kill -9'd driver"
     finally:
-        for child in locals().get("children", []):
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-        _kill_group(process)
+        _clean_up(process, locals().get("children", []))
 
 
 @pytest.mark.slow
@@ -382,14 +392,6 @@ def test_kill_9_of_the_driver_takes_its_local_dask_workers_with_it(tmp_path):
                 break
             time.sleep(0.2)
         time.sleep(5)  # the workers are up and running trials
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while _alive(children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _alive(children) == [], "Dask workers outlive their kill -9'd driver"
+        assert _kill_driver(process, children) == [], "Dask workers outlive their kill -9'd driver"
     finally:
-        for child in locals().get("children", []):
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-        _kill_group(process)
+        _clean_up(process, locals().get("children", []))
