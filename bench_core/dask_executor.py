@@ -96,8 +96,15 @@ class DaskExecutor(Executor):
         in_flight: dict[str, tuple[Any, Group]] = {}
         finished = distributed.as_completed(loop=self.client.loop)
 
+        lost: list[Group] = []  # a group left unsubmitted because the client lost its scheduler
+
         def submit_next() -> None:
+            if lost:
+                return
             for group in pending:
+                if self.client.status in ("closing", "closed"):  # it gave up reconnecting: a submit would hang
+                    lost.append(group)
+                    return
                 future = self.client.submit(_run_on_worker, group, self.plugin_paths, self.autoload, self.threads,
                                             pure=False)
                 in_flight[future.key] = (future, group)
@@ -117,6 +124,9 @@ class DaskExecutor(Executor):
             future.release()
             submit_next()  # before yielding, so the cluster stays busy while the driver stores results
             yield group, results
+        if lost:
+            raise UserError(f"the Dask scheduler {self.scheduler or 'of the local cluster'} is gone and the client "
+                            "gave up reconnecting; finished trials are stored, run the same command again to resume")
 
     def close(self, cancel: bool = False) -> None:
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
