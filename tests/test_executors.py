@@ -105,3 +105,24 @@ def test_in_process_and_pool_give_bit_identical_cnn_curves_with_their_default_th
         timeless = [[{k: v for k, v in point.items() if k != "seconds"} for point in r.curve]
                     for r in (result, remote[trial_id])]
         assert timeless[0] == timeless[1]
+
+
+def test_threads_per_trial_is_recorded_and_checked(tmp_path, capsys):
+    import json
+    import sqlite3
+
+    from bench_core.cli import main
+
+    results = tmp_path / "r.sqlite"
+    base = ["run", "--problem", "quadratic", "--optimizer", "sgd", "--steps", "5", "--no-report", "--no-progress",
+            "--workers", "1", "--results", str(results)]
+    assert main([*base, "--threads", "0"]) == 2
+    assert "--threads 0: need at least 1" in capsys.readouterr().err and not results.exists()
+    assert main([*base, "--threads", "3"]) == 0
+    assert main(base) == 0
+    db = sqlite3.connect(results)
+    try:
+        recorded = [json.loads(row[0])["threads_per_trial"] for row in db.execute("SELECT environment FROM runs")]
+    finally:
+        db.close()
+    assert recorded == [3, 1]
