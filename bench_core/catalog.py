@@ -24,6 +24,7 @@ import pluggy
 
 from bench_core import hookspecs
 from bench_core.errors import UserError
+from bench_core.interrupts import raised_by_code
 from bench_core.specs import OptimizerSpec, ProblemSpec, ScheduleSpec, SearchSpec
 
 ENV_DISABLE_AUTOLOAD = "OPTBENCH_DISABLE_PLUGIN_AUTOLOAD"
@@ -144,6 +145,11 @@ def _register(catalog: Catalog, info: PluginInfo, load: Callable[[], Any]) -> No
         plugin = load()
     except Exception as exc:  # a broken plugin must not take the others down
         catalog.issues.append(f"plugin {info.name!r} ({info.source}) failed to load: {_one_line(exc)}")
+        return
+    except (SystemExit, KeyboardInterrupt) as exc:  # sys.exit() at import: the plugin is skipped, not optbench
+        if not raised_by_code(exc):
+            raise  # the user's Ctrl-C while plugins load
+        catalog.issues.append(f"plugin {info.name!r} ({info.source}) failed to load: it raised {exc!r}")
         return
     contract, problem = _declared_contract(plugin)
     if problem:

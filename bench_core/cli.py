@@ -17,6 +17,7 @@ from typing import Any
 from bench_core.catalog import Catalog, load_catalog
 from bench_core.errors import UserError
 from bench_core.executors import EXECUTORS
+from bench_core.interrupts import tracking_sigint
 
 DEFAULT_RESULTS = "results/optbench.sqlite"
 DEFAULT_REPORTS = "reports"
@@ -31,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        with tracking_sigint():  # tells a plugin's sys.exit()/KeyboardInterrupt from the user's Ctrl-C
+            return args.handler(args)
     except UserError as exc:
         print(f"optbench: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -63,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     execution.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's, else auto)")
     execution.add_argument("--workers", type=int, help="worker processes; 1 runs in-process (default: one per "
                      "CPU core, 1 on CUDA)")
+    execution.add_argument("--threads", type=int, metavar="N",
+                           help="torch threads per trial, whatever the executor (default: 1, so results do not "
+                           "depend on --workers or --executor)")
     execution.add_argument("--executor", default="auto", choices=EXECUTORS,
                      help="where trials run: auto (in-process for 1 worker, else a process pool), inprocess, pool, "
                      "or dask (a Dask cluster; needs the 'dask' extra)")
@@ -255,17 +260,24 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
     workers = args.workers if args.workers is not None else default_workers(device, sweep.planned)
     if not 1 <= workers <= MAX_WORKERS:
         raise UserError(f"--workers {workers}: need from 1 to {MAX_WORKERS}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_WORKERS:
+        raise UserError(f"--threads {args.threads}: need from 1 to {MAX_WORKERS}")
     count = _trial_count(sweep)
     if not args.dry_run and not args.no_report:
         check_output_folder(Path(args.report_dir), "--report-dir")
     if args.dry_run:
         print(f"suite {sweep.name!r}: {count} on {device}, {workers} worker(s)")
         return 0
+    if args.executor == "dask" and args.scheduler is not None:
+        from bench_core.dask_executor import check_scheduler
+
+        check_scheduler(args.scheduler)  # before the results file is created: a wrong address writes nothing
     with Store(args.results) as store:
         print(f"optbench: suite {sweep.name!r} ({source}): {count} on {device} with {workers} worker(s); "
               f"results in {args.results}", file=sys.stderr)
         outcome = run_sweep(sweep, catalog, store, workers, progress=False if args.no_progress else None,
-                            problems=problems, rerun=args.rerun, executor=args.executor, scheduler=args.scheduler)
+                            problems=problems, rerun=args.rerun, executor=args.executor, scheduler=args.scheduler,
+                            threads=args.threads)
         print(f"optbench: {outcome.summary()}", file=sys.stderr)
         for config, message in outcome.errors[:10]:
             print(f"optbench: error in trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",

@@ -17,9 +17,9 @@ worker processes on the loopback interface only (no dashboard) and shuts it down
 cluster running when it is done.
 
 Torch threads per task: on a local cluster each of the ``workers`` processes runs one
-task at a time with ``threads_per_worker`` torch threads (default: the CPU cores split
-evenly between them). On a remote cluster the executor cannot see the workers' cores,
-so a task uses ``threads_per_worker`` threads if given and 1 otherwise (Dask runs one
+task at a time with ``threads_per_worker`` torch threads (default:
+:data:`bench_core.executors.TRIAL_THREADS`, as every executor, so results do not depend on it).
+On a remote cluster a task uses ``threads_per_worker`` threads if given and 1 otherwise (Dask runs one
 task per worker thread, so one torch thread per task fills a worker's cores).
 
 A task that fails (its worker died, the connection dropped, Dask gave up on it) is
@@ -35,16 +35,13 @@ tasks that were merely queued behind it fail with it.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
 
-import torch
-
 from bench_core.catalog import load_catalog
 from bench_core.errors import UserError
-from bench_core.executors import Executor, Group, _lost
+from bench_core.executors import TRIAL_THREADS, Executor, Group, _lost
 from bench_core.runner import ProblemCache, run_trials
 from bench_core.trial import TrialResult
 
@@ -67,10 +64,7 @@ class DaskExecutor(Executor):
 
     def __init__(self, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
                  scheduler: str | None = None, workers: int = 2, threads_per_worker: int | None = None) -> None:
-        try:
-            import distributed
-        except ImportError:
-            raise UserError("the dask executor needs the 'dask' extra: pip install 'optbench[dask]'") from None
+        distributed = _distributed()
         self._distributed = distributed
         self.plugin_paths = tuple(str(p) for p in plugin_paths)
         self.autoload = autoload
@@ -80,7 +74,7 @@ class DaskExecutor(Executor):
         self._futures: dict[str, Any] = {}
         if scheduler is None:
             self.workers = max(1, workers)
-            self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+            self.threads = threads_per_worker or TRIAL_THREADS
             self.cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                                     host="127.0.0.1", dashboard_address=None)
             try:
@@ -90,10 +84,7 @@ class DaskExecutor(Executor):
                 raise
         else:
             self.threads = threads_per_worker or 1
-            try:
-                self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-            except (OSError, TimeoutError) as exc:
-                raise UserError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there ({exc})") from None
+            self.client = _connect(scheduler)
             self.workers = max(1, sum(self.client.nthreads().values()))
 
     def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
@@ -105,8 +96,15 @@ class DaskExecutor(Executor):
         in_flight: dict[str, tuple[Any, Group]] = {}
         finished = distributed.as_completed(loop=self.client.loop)
 
+        lost: list[Group] = []  # a group left unsubmitted because the client lost its scheduler
+
         def submit_next() -> None:
+            if lost:
+                return
             for group in pending:
+                if self.client.status in ("closing", "closed"):  # it gave up reconnecting: a submit would hang
+                    lost.append(group)
+                    return
                 future = self.client.submit(_run_on_worker, group, self.plugin_paths, self.autoload, self.threads,
                                             pure=False)
                 in_flight[future.key] = (future, group)
@@ -126,6 +124,9 @@ class DaskExecutor(Executor):
             future.release()
             submit_next()  # before yielding, so the cluster stays busy while the driver stores results
             yield group, results
+        if lost:
+            raise UserError(f"the Dask scheduler {self.scheduler or 'of the local cluster'} is gone and the client "
+                            "gave up reconnecting; finished trials are stored, run the same command again to resume")
 
     def close(self, cancel: bool = False) -> None:
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
@@ -141,6 +142,33 @@ class DaskExecutor(Executor):
                 cluster.close(timeout=CLOSE_TIMEOUT)
 
 
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise UserError("the dask executor needs the 'dask' extra: pip install 'optbench[dask]'") from None
+    return distributed
+
+
+def _connect(scheduler: str) -> Any:
+    """A client of the scheduler at ``scheduler``, or a UserError where none answers within CONNECT_TIMEOUT."""
+    try:
+        return _distributed().Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there ({exc})") from None
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Raise a UserError unless a Dask scheduler answers at ``scheduler``.
+
+    The command line calls it before it opens the results file, so an address that leads nowhere writes
+    nothing (the executor itself connects only once the sweep starts, after the store is open).
+    """
+    client = _connect(scheduler)
+    with contextlib.suppress(Exception):
+        client.close(timeout=CLOSE_TIMEOUT)
+
+
 _worker_problems: dict[tuple[tuple[str, ...], bool | None], ProblemCache] = {}
 
 
@@ -151,5 +179,4 @@ def _run_on_worker(group: Group, plugin_paths: tuple[str, ...], autoload: bool |
     problems = _worker_problems.get(key)
     if problems is None:
         problems = _worker_problems[key] = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
-    torch.set_num_threads(threads)
-    return run_trials(group, problems)
+    return run_trials(group, problems, threads)

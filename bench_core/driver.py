@@ -20,13 +20,13 @@ from tqdm import tqdm
 from bench_core.catalog import Catalog
 from bench_core.configuration import trial_score
 from bench_core.environment import environment
-from bench_core.executors import make_executor
+from bench_core.executors import TRIAL_THREADS, make_executor
 from bench_core.fingerprint import Fingerprints, describe_change
 from bench_core.followups import FollowUp, Scores
 from bench_core.runner import ProblemCache
 from bench_core.store import DONE_STATUSES, Store
 from bench_core.suite import Sweep
-from bench_core.trial import TrialConfig
+from bench_core.trial import TrialConfig, TrialResult
 
 #: A sweep with at least this many trials to run prints its trial count and a time estimate first.
 LARGE_SWEEP = 200
@@ -48,17 +48,20 @@ class SweepOutcome:
 
 def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progress: bool | None = None,
               autoload: bool | None = None, problems: ProblemCache | None = None,
-              rerun: bool = False, executor: str = "auto", scheduler: str | None = None) -> SweepOutcome:
+              rerun: bool = False, executor: str = "auto", scheduler: str | None = None,
+              threads: int | None = None) -> SweepOutcome:
     """Run every trial of ``sweep`` not yet stored (every trial with ``rerun``), one transaction per trial.
 
     Trials expanded up front run first; then the sweep's follow-ups (adaptive searches,
     batch-size transfers) are asked for their next trials round after round until none
     has any left. Only this (driver) process writes the store, so a kill at any moment
     loses at most the trials in flight; a re-run picks up the rest. ``executor`` and
-    ``scheduler`` choose where trials run (see :func:`bench_core.executors.make_executor`).
+    ``scheduler`` choose where trials run (see :func:`bench_core.executors.make_executor`), ``threads`` the
+    torch threads of each trial (default :data:`bench_core.executors.TRIAL_THREADS`, whatever the executor).
     """
     ids = [config.trial_id for config in sweep.trials]
-    store.begin_run(sweep.name, sweep.settings, environment(catalog, sweep.device, workers))
+    threads = threads or TRIAL_THREADS
+    store.begin_run(sweep.name, sweep.settings, environment(catalog, sweep.device, workers, threads))
     store.add_to_suite(sweep.name, ids)
     ran: dict[str, float] = {}  # score of every trial run by this call, errors included
     fingerprints = Fingerprints(catalog)
@@ -79,6 +82,14 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                 values.append(None)  # not stored, an error to retry, or a result of other code: to run
         return values
 
+    def save(config: TrialConfig, result: TrialResult) -> None:
+        result.fingerprint = fingerprints.of(config)
+        store.save(config, result)
+        ran[config.trial_id] = trial_score(result.status, result.final)
+        outcome.counts[result.status] += 1
+        if result.status == "error":
+            outcome.errors.append((config, _last_line(result.error)))
+
     done = set() if rerun else store.done_ids(ids)
     done -= changes.stale([config for config in sweep.trials if config.trial_id in done], store.fingerprints(done))
     todo = [config for config in sweep.trials if config.trial_id not in done]
@@ -95,22 +106,32 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                   file=sys.stderr)
         bar = tqdm(total=expected, unit="trial", desc=sweep.name, disable=None if progress is None else not progress,
                    file=sys.stderr, dynamic_ncols=True)
-        with bar, make_executor(min(workers, expected), catalog, autoload, problems, executor, scheduler) as backend:
+        with bar, make_executor(min(workers, expected), catalog, autoload, problems, executor, scheduler,
+                                     threads) as backend:
             while todo:
                 store.add_to_suite(sweep.name, [config.trial_id for config in todo])
-                for group, results in backend.run([config] for config in todo):
-                    for config, result in zip(group, results, strict=True):
-                        result.fingerprint = fingerprints.of(config)
-                        store.save(config, result)
-                        ran[config.trial_id] = trial_score(result.status, result.final)
-                        outcome.counts[result.status] += 1
-                        if result.status == "error":
-                            outcome.errors.append((config, _last_line(result.error)))
-                        for failure in catalog.notify_trial_finished(config, result):
-                            bar.write(f"optbench: warning: {failure}", file=sys.stderr)
-                        bar.set_postfix(ok=outcome.counts["ok"], diverged=outcome.counts["diverged"],
-                                        error=outcome.counts["error"], refresh=False)
-                        bar.update(1)
+                unsaved: list[tuple[TrialConfig, TrialResult]] = []
+                try:
+                    for group, results in backend.run([config] for config in todo):
+                        unsaved += zip(group, results, strict=True)
+                        while unsaved:
+                            config, result = unsaved[0]
+                            save(config, result)
+                            unsaved.pop(0)
+                            for failure in catalog.notify_trial_finished(config, result):
+                                bar.write(f"optbench: warning: {failure}", file=sys.stderr)
+                            bar.set_postfix(ok=outcome.counts["ok"], diverged=outcome.counts["diverged"],
+                                            error=outcome.counts["error"], refresh=False)
+                            bar.update(1)
+                except KeyboardInterrupt:
+                    # Ctrl-C: stop the workers now rather than wait for their trials, and store every result that
+                    # reached this process (one being stored when the Ctrl-C came is stored again: a row is
+                    # written in one transaction, so it is either complete or absent).
+                    for group, results in backend.interrupt():
+                        unsaved += zip(group, results, strict=True)
+                    for config, result in unsaved:
+                        save(config, result)
+                    raise
                 todo, left, named = _next_round(sweep.followups, scores)
                 for line in changes.notices():  # follow-up trials named only now
                     bar.write(f"optbench: {line}", file=sys.stderr)

@@ -34,8 +34,9 @@ def describe_device(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(catalog: Catalog, device: str, workers: int) -> dict[str, Any]:
-    """Versions, hardware, the optbench commit and every plugin's origin."""
+def environment(catalog: Catalog, device: str, workers: int, threads: int | None = None) -> dict[str, Any]:
+    """Versions, hardware, the optbench commit, every plugin's origin, and the torch threads each trial ran with
+    (they change floating-point reduction order, so results are comparable bit for bit only at equal counts)."""
     return {
         "optbench": bench_core.__version__,
         "commit": git_commit(Path(bench_core.__file__).resolve().parent),
@@ -48,5 +49,6 @@ def environment(catalog: Catalog, device: str, workers: int) -> dict[str, Any]:
         "device_name": describe_device(device),
         "cuda": torch.version.cuda,
         "workers": workers,
+        "threads_per_trial": threads,
         "plugins": {name: info.version or info.source for name, info in catalog.plugins.items()},
     }

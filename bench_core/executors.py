@@ -10,10 +10,15 @@ boundary.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -22,6 +27,7 @@ import torch
 
 from bench_core.catalog import Catalog, load_catalog
 from bench_core.errors import UserError
+from bench_core.interrupts import trust_every_interrupt_to_code
 from bench_core.runner import ProblemCache, run_trials
 from bench_core.trial import TrialConfig, TrialResult
 
@@ -39,6 +45,14 @@ class Executor(ABC):
         """Release workers; with ``cancel``, drop work not yet started. Nothing to do by default."""
         return None
 
+    def interrupt(self) -> list[tuple[Group, list[TrialResult]]]:
+        """Stop at once (Ctrl-C): drop queued work, stop in-flight work, and return the groups that had
+        finished but were not yielded yet, so the driver can store them before it exits.
+
+        Nothing is in flight in between yields of an in-process run, so there is nothing to return by default.
+        """
+        return []
+
     def __enter__(self) -> Executor:
         return self
 
@@ -49,32 +63,42 @@ class Executor(ABC):
 class InProcessExecutor(Executor):
     """Runs trials one by one in the calling process (``--workers 1``)."""
 
-    def __init__(self, catalog: Catalog, problems: ProblemCache | None = None) -> None:
+    def __init__(self, catalog: Catalog, problems: ProblemCache | None = None, threads: int | None = None) -> None:
         self.problems = problems or ProblemCache(catalog)
+        self.threads = threads or TRIAL_THREADS
 
     def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
         for group in groups:
-            yield group, run_trials(group, self.problems)
+            yield group, run_trials(group, self.problems, self.threads)
 
 
 class ProcessPoolExecutorBackend(Executor):
-    """A local pool of worker processes (``--workers N``), each with its share of CPU threads.
+    """A local pool of worker processes (``--workers N``).
 
     Workers start with ``spawn`` (safe with CUDA and with torch's thread pools) with Ctrl-C
-    blocked, then ignore it: the driver handles it. A worker that dies takes only its in-flight trials
-    with it: they are recorded as errors and the pool is restarted.
+    blocked, then ignore it: the driver handles it. A worker that dies breaks the pool, which is
+    restarted; only the trial that killed it is recorded as an error (see :meth:`run`).
+
+    Each trial runs with ``threads_per_worker`` torch threads (default :data:`TRIAL_THREADS`), as
+    in-process, so both store bit-identical numbers. Workers die with their driver
+    (:func:`_die_with_parent`): a ``kill -9`` of the driver leaves no worker (some hundreds of MB
+    each) running without a parent. Each worker is replaced after :data:`MAX_TASKS_PER_CHILD` trials,
+    so memory a plugin leaks stays bounded. On Ctrl-C,
+    :meth:`interrupt` kills the workers instead of waiting for their trials to end.
     """
 
     def __init__(self, workers: int, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
                  threads_per_worker: int | None = None) -> None:
         self.workers = workers
-        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads_per_worker or TRIAL_THREADS
         self.initargs = (tuple(plugin_paths), autoload, self.threads)
+        self._in_flight: dict[Future, Group] = {}
         self.pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=self.initargs)
+                                   initializer=_init_worker, initargs=(*self.initargs, os.getpid()),
+                                   max_tasks_per_child=MAX_TASKS_PER_CHILD)
 
     def _may_spawn(self) -> bool:
         """Whether a submit may start a worker: CPython's pool starts them on demand until it has ``workers``.
@@ -84,40 +108,93 @@ class ProcessPoolExecutorBackend(Executor):
         processes = getattr(self.pool, "_processes", None)
         return processes is None or len(processes) < self.workers
 
+    def _submit(self, group: Group) -> None:
+        # A submit that spawns a worker does so with Ctrl-C blocked, which the worker inherits; the
+        # driver gets a Ctrl-C pressed meanwhile as soon as the submit returns (or at once, through
+        # another of its threads), so none is lost.
+        with _sigint_blocked() if self._may_spawn() else contextlib.nullcontext():
+            self._in_flight[self.pool.submit(_run_in_worker, group)] = group
+
     def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
+        """Yield groups as they finish. A worker that dies (``os._exit``, a segfault, killed) breaks the whole
+        pool and every trial in flight with it, and nothing says whose trial killed it. So: with one group in
+        flight, that group is the culprit and its trials are errors; with more, each of them is a suspect and
+        runs again alone on the restarted pool, where a second death convicts it and the innocent ones finish.
+        """
         pending = iter(groups)
-        in_flight: dict[Future, Group] = {}
+        in_flight = self._in_flight
+        suspects: deque[Group] = deque()
         limit = 2 * self.workers  # keep workers busy without queueing the whole sweep
         while True:
-            for group in pending:
-                # A submit that spawns a worker does so with Ctrl-C blocked, which the worker inherits; the
-                # driver gets a Ctrl-C pressed meanwhile as soon as the submit returns (or at once, through
-                # another of its threads), so none is lost.
-                with _sigint_blocked() if self._may_spawn() else contextlib.nullcontext():
-                    in_flight[self.pool.submit(_run_in_worker, group)] = group
-                if len(in_flight) >= limit:
-                    break
+            if suspects:
+                if not in_flight:
+                    self._submit(suspects.popleft())
+            else:
+                for group in pending:
+                    self._submit(group)
+                    if len(in_flight) >= limit:
+                        break
             if not in_flight:
                 return
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            broken = False
+            broken: BrokenProcessPool | None = None
             for future in done:
                 group = in_flight.pop(future)
                 try:
-                    yield group, future.result()
+                    results = future.result()
                 except BrokenProcessPool as exc:
-                    broken = True
-                    yield group, [_lost(config, exc) for config in group]
-            if broken:
-                for group in in_flight.values():
-                    yield group, [_lost(config, "worker pool restarted") for config in group]
+                    broken = exc
+                    in_flight[future] = group  # counted with the others below
+                    continue
+                yield group, results
+            if broken is not None:
+                hit = []
+                for future, group in list(in_flight.items()):
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        yield group, future.result()  # it finished before the pool broke
+                    else:
+                        hit.append(group)
                 in_flight.clear()
                 self.pool.shutdown(wait=False, cancel_futures=True)
                 self.pool = self._start()
+                if len(hit) == 1:
+                    yield hit[0], [_lost(config, broken) for config in hit[0]]
+                else:
+                    suspects.extend(hit)
 
     def close(self, cancel: bool = False) -> None:
         self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
+    def interrupt(self) -> list[tuple[Group, list[TrialResult]]]:
+        """Kill the workers (their trials would take as long as they take), then return the groups whose
+        results had reached this process: futures already done with a result, not yet yielded."""
+        processes = dict(getattr(self.pool, "_processes", None) or {})  # shutdown() forgets them
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes.values():
+            with contextlib.suppress(Exception):
+                process.kill()
+        for process in processes.values():
+            with contextlib.suppress(Exception):
+                process.join(timeout=5)
+        finished = []
+        for future, group in list(self._in_flight.items()):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                finished.append((group, future.result()))
+        self._in_flight.clear()
+        return finished
+
+
+#: Torch threads a trial runs with, whatever the executor, unless ``--threads`` says otherwise. The thread
+#: count changes the order of floating-point reductions (``digits_cnn`` curves differed by up to 1.1e-7
+#: between ``--workers 1`` and ``--workers 2`` when each executor chose its own), so it is a decision of the
+#: trial, not of the executor: one thread per trial, and one trial per core (the default ``--workers``).
+TRIAL_THREADS = 1
+#: A pool worker is replaced by a fresh process after this many trials: a plugin that leaks memory (or
+#: a problem cache that grows with every problem a worker meets) cannot grow a worker for ever, and
+#: restarting a worker (import torch, load the catalog) costs seconds against trials that take far longer.
+MAX_TASKS_PER_CHILD = 50
+#: How often a worker's watchdog checks that its driver is still alive (where PR_SET_PDEATHSIG is missing).
+PARENT_POLL_SECONDS = 0.5
 
 #: Executor kinds ``--executor`` accepts; ``auto`` is in-process for one worker, a process pool for more.
 EXECUTORS = ("auto", "inprocess", "pool", "dask")
@@ -133,7 +210,7 @@ def check_executor(kind: str, scheduler: str | None) -> None:
 
 def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
                   problems: ProblemCache | None = None, kind: str = "auto",
-                  scheduler: str | None = None) -> Executor:
+                  scheduler: str | None = None, threads: int | None = None) -> Executor:
     """The executor ``kind`` with ``workers`` workers (the in-process one reuses ``problems`` already built).
 
     ``scheduler`` is the address of a running Dask scheduler; without it the Dask executor
@@ -143,10 +220,11 @@ def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
     if kind == "dask":
         from bench_core.dask_executor import DaskExecutor
 
-        return DaskExecutor(catalog.plugin_paths, autoload, scheduler=scheduler, workers=workers)
+        return DaskExecutor(catalog.plugin_paths, autoload, scheduler=scheduler, workers=workers,
+                            threads_per_worker=threads)
     if kind == "inprocess" or (kind == "auto" and workers <= 1):
-        return InProcessExecutor(catalog, problems)
-    return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload)
+        return InProcessExecutor(catalog, problems, threads)
+    return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload, threads)
 
 
 def default_workers(device: str, trials: int) -> int:
@@ -180,13 +258,37 @@ def _sigint_blocked() -> Iterator[None]:
 _worker_problems: ProblemCache | None = None
 
 
-def _init_worker(plugin_paths: tuple[str, ...], autoload: bool | None, threads: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Make this worker end when process ``parent`` (its driver) dies, however it dies (``kill -9`` included).
+
+    On Linux the kernel does it: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. Everywhere, a daemon thread also
+    polls the parent pid and leaves with ``os._exit`` once this process has been handed to another parent;
+    it also covers a driver that died before the ``prctl`` call.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="optbench-parent-watch", daemon=True).start()
+
+
+def _init_worker(plugin_paths: tuple[str, ...], autoload: bool | None, threads: int, parent: int) -> None:
     global _worker_problems
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    trust_every_interrupt_to_code()
     torch.set_num_threads(threads)
     _worker_problems = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
 
 
 def _run_in_worker(group: Group) -> list[TrialResult]:
     assert _worker_problems is not None, "worker not initialised"
-    return run_trials(group, _worker_problems)
+    return run_trials(group, _worker_problems, torch.get_num_threads())

@@ -56,6 +56,7 @@ import torch
 
 from bench_core.catalog import Catalog
 from bench_core.closure import closure_step
+from bench_core.interrupts import raised_by_code
 from bench_core.specs import Problem
 from bench_core.trial import TrialConfig, TrialResult
 
@@ -113,7 +114,13 @@ def steps_per_epoch(train_size: int, batch_size: int | None) -> int:
 
 
 def evaluation_steps(total: int, evals: int) -> list[int]:
-    """``evals + 1`` evaluation points spread evenly over ``0..total``, both ends included."""
+    """``evals + 1`` evaluation points spread evenly over ``0..total``, both ends included.
+
+    With ``evals >= total`` that is every step, computed as such: ``--evals 1000000000`` must not
+    iterate a billion times to find the few steps there are (the points are the same either way).
+    """
+    if evals >= total:
+        return list(range(total + 1))
     return sorted({round(i * total / evals) for i in range(evals + 1)})
 
 
@@ -124,17 +131,34 @@ def run_trial(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         result = _train(config, problems)
     except Exception:
         result = TrialResult(config.trial_id, "error", error=traceback.format_exc(), device=config.device)
+    except (SystemExit, KeyboardInterrupt) as exc:  # sys.exit() in a plugin costs its trial, not the sweep
+        if not raised_by_code(exc):
+            raise  # the user's Ctrl-C
+        result = TrialResult(config.trial_id, "error", error=f"{traceback.format_exc()}plugin raised {exc!r}",
+                             device=config.device)
     result.wall_seconds = time.perf_counter() - started
     return result
 
 
-def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache) -> list[TrialResult]:
+def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache, threads: int | None = None) -> list[TrialResult]:
     """Run a group of trials; the unit of work an executor ships to a worker.
 
     Trials of a group run one after another today; a group of trials that differ only in
     hyperparameters or seed is where a vectorised implementation can take over.
+
+    ``threads``: torch's intra-op thread count for the duration of each trial, restored after.
+    The thread count changes the order of floating-point reductions, so results are bit-identical
+    across executors only where every executor runs a trial with the same count; ``None`` leaves
+    the process's setting as it is.
     """
-    return [run_trial(config, problems) for config in configs]
+    if threads is None:
+        return [run_trial(config, problems) for config in configs]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return [run_trial(config, problems) for config in configs]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def target_resolution(config: TrialConfig, problem: Problem, steps: int | None, per_step: bool) -> int | None:

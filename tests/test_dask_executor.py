@@ -186,3 +186,51 @@ def test_in_process_pool_and_dask_sweeps_store_the_same_results(catalog, tmp_pat
         trials, curves = frames[name]
         pd.testing.assert_frame_equal(trials[finals], reference[finals])
         pd.testing.assert_frame_equal(curves.drop(columns="seconds"), reference_curves.drop(columns="seconds"))
+
+
+def test_unreachable_scheduler_on_the_command_line_is_one_line_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    from bench_core.cli import main
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", "1s")
+    results = tmp_path / "r.sqlite"
+    code = main(["run", "--problem", "quadratic", "--optimizer", "sgd", "--steps", "5", "--no-report",
+                 "--no-progress", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1", "--results", str(results)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "cannot connect" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not results.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_scheduler_killed_mid_sweep_ends_it_with_one_error_line_not_a_hang(catalog):
+    """Before: once the client gave up reconnecting, the next submit never completed and the sweep waited for
+    ever. Now the trials it held are errors and the sweep ends with a UserError (one line on the command line)."""
+    import threading
+
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": [0.001, 0.002, 0.003, 0.004, 0.005, 0.006],
+                    "seconds": 3, "evals": 2, "device": "cpu"}, catalog)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+    executor = DaskExecutor(scheduler=cluster.scheduler_address)
+    timer = threading.Timer(5, cluster.close)
+    timer.start()
+    seen: list = []
+    raised: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            for _, results in executor.run([c] for c in sweep.trials):
+                seen.extend(results)
+        except BaseException as exc:
+            raised.append(exc)
+
+    consumer = threading.Thread(target=consume, daemon=True)  # a hang fails the test instead of hanging it
+    try:
+        consumer.start()
+        consumer.join(timeout=90)
+        assert not consumer.is_alive(), "the sweep still waits 90 s after its scheduler died"
+    finally:
+        timer.cancel()
+        executor.close()
+        cluster.close()
+    assert len(raised) == 1 and isinstance(raised[0], UserError) and "is gone" in str(raised[0]), raised
+    assert len(seen) < len(sweep.trials) and any(r.status == "error" for r in seen)

@@ -81,3 +81,48 @@ def test_a_ctrl_c_while_a_worker_spawns_is_delivered_afterwards_not_lost():
         signal.raise_signal(signal.SIGINT)
         reached.append("the spawn finished undisturbed")
     assert reached == ["the spawn finished undisturbed"]
+
+
+@pytest.mark.slow
+def test_in_process_and_pool_give_bit_identical_cnn_curves_with_their_default_threads(catalog):
+    """The thread count is the trial's (TRIAL_THREADS), not the executor's: before, in-process kept torch's
+    default (all cores) while the pool gave each worker its share, and ``digits_cnn`` curves differed by ~1e-7."""
+    sweep = expand({"problems": ["digits_cnn"], "optimizers": ["sgd", "adam"], "lr": 0.01, "batch_size": 32,
+                    "seeds": [0], "steps": 15, "evals": 3, "device": "cpu"}, catalog)
+    groups = [[config] for config in sweep.trials]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))  # as on any multi-core machine, whatever the test runner set
+    try:
+        local = {g[0].trial_id: r[0] for g, r in InProcessExecutor(catalog).run(groups)}
+        assert torch.get_num_threads() == max(2, threads), "a trial's thread count leaked into the process"
+    finally:
+        torch.set_num_threads(threads)
+    with ProcessPoolExecutorBackend(workers=2) as pool:
+        remote = {g[0].trial_id: r[0] for g, r in pool.run(groups)}
+    assert local.keys() == remote.keys() == {c.trial_id for c in sweep.trials}
+    for trial_id, result in local.items():
+        assert result.status == remote[trial_id].status == "ok", result.error
+        timeless = [[{k: v for k, v in point.items() if k != "seconds"} for point in r.curve]
+                    for r in (result, remote[trial_id])]
+        assert timeless[0] == timeless[1]
+
+
+def test_threads_per_trial_is_recorded_and_checked(tmp_path, capsys):
+    import json
+    import sqlite3
+
+    from bench_core.cli import main
+
+    results = tmp_path / "r.sqlite"
+    base = ["run", "--problem", "quadratic", "--optimizer", "sgd", "--steps", "5", "--no-report", "--no-progress",
+            "--workers", "1", "--results", str(results)]
+    assert main([*base, "--threads", "0"]) == 2
+    assert "--threads 0: need at least 1" in capsys.readouterr().err and not results.exists()
+    assert main([*base, "--threads", "3"]) == 0
+    assert main(base) == 0
+    db = sqlite3.connect(results)
+    try:
+        recorded = [json.loads(row[0])["threads_per_trial"] for row in db.execute("SELECT environment FROM runs")]
+    finally:
+        db.close()
+    assert recorded == [3, 1]
