@@ -158,6 +158,9 @@ def test_ctrl_c_on_a_pool_sweep_of_long_trials_exits_at_once_and_keeps_finished_
         after = _stored(results)
         assert before.items() <= after.items() and set(after.values()) == {"ok"}
         assert len(after) < 6, "the sweep ran to its end: the Ctrl-C came too late to test anything"
+        gone_by = time.monotonic() + 5  # a killed worker takes a moment to be gone
+        while _alive(children) and time.monotonic() < gone_by:
+            time.sleep(0.1)
         assert _alive(children) == [], "workers outlive the interrupted driver"
     finally:
         _kill_group(process)
@@ -364,7 +367,8 @@ def test_more_evaluations_than_steps_means_every_step_and_finishes_at_once(tmp_p
         assert evaluation_steps(total, evals) == sorted({round(i * total / evals) for i in range(evals + 1)})
     started = time.monotonic()
     assert evaluation_steps(100, 10**9) == list(range(101))
-    code = main(["run", "--problem", "quadratic", "--optimizer", "sgd", "--steps", "20", "--evals", "1000000000",
+    # a budget in samples (20 steps of 32): the suite refuses more evaluations than an explicit step budget has
+    code = main(["run", "--problem", "quadratic", "--optimizer", "sgd", "--samples", "640", "--evals", "1000000000",
                  "--no-report", "--no-progress", "--results", str(tmp_path / "r.sqlite"), "--workers", "1"])
     assert code == 0, capsys.readouterr().err
     assert time.monotonic() - started < 60
