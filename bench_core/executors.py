@@ -245,14 +245,24 @@ def _sigint_blocked() -> Iterator[None]:
 
     A signal mask survives fork and exec: a worker then cannot be interrupted while it is
     still importing torch, before its initializer ignores Ctrl-C for good (the driver alone
-    handles it). Unlike ignoring it, blocking loses nothing here: a Ctrl-C pressed meanwhile
-    stays pending and reaches the driver when the mask is restored.
+    handles it). A Ctrl-C sent to the whole process reaches another of the driver's threads
+    meanwhile, so the main thread's handler only notes it until the spawn is done (a
+    ``KeyboardInterrupt`` halfway through writing a worker's start-up data would leave that
+    worker dying with a traceback); it is then raised again, so none is lost.
     """
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    pressed: list[int] = []
+    handler = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not None:
+        handler = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
     try:
         yield
     finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if pressed:
+            signal.raise_signal(signal.SIGINT)  # through the real handler now
 
 
 _worker_problems: ProblemCache | None = None
