@@ -273,43 +273,30 @@ CIFAR10_BUDGET = Budget("epochs", 20)
 BATCH_SIZE = 128
 
 
-def build_mnist_2c2d(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
-                     weight_decay: float = 0.0) -> VisionProblem:
-    """The ``mnist_2c2d`` spec's builder (ValueError naming a bad option, DatasetNotFound without data)."""
-    return _mnist_problem(load_mnist, MNIST_TARGET, device, valid_size, eval_size, weight_decay, net_2c2d)
+def _mnist_builder(name: str, load: Callable[[], dict], target: Target, model_factory: Callable[[], nn.Module],
+                   what: str) -> Callable[..., VisionProblem]:
+    """The builder of one MNIST-like spec: its data, target and model over the shared splits and reading code."""
+    def build(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
+              weight_decay: float = 0.0) -> VisionProblem:
+        return _mnist_problem(load, target, device, valid_size, eval_size, weight_decay, model_factory)
+
+    build.__name__ = build.__qualname__ = f"build_{name}"
+    build.__doc__ = (f"The ``{name}`` spec's builder: {what} (ValueError naming a bad option, "
+                     "DatasetNotFound without data).")
+    return build
 
 
-def build_fmnist_2c2d(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
-                      weight_decay: float = 0.0) -> VisionProblem:
-    """The ``fmnist_2c2d`` spec's builder (ValueError naming a bad option, DatasetNotFound without data)."""
-    return _mnist_problem(load_fashion_mnist, FMNIST_TARGET, device, valid_size, eval_size, weight_decay,
-                          net_2c2d)
-
-
-def build_mnist_logreg(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
-                       weight_decay: float = 0.0) -> VisionProblem:
-    """The ``mnist_logreg`` spec's builder: DeepOBS's logistic regression on MNIST (same splits as mnist_2c2d)."""
-    return _mnist_problem(load_mnist, MNIST_LOGREG_TARGET, device, valid_size, eval_size, weight_decay, net_logreg)
-
-
-def build_fmnist_logreg(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
-                        weight_decay: float = 0.0) -> VisionProblem:
-    """The ``fmnist_logreg`` spec's builder: DeepOBS's logistic regression on Fashion-MNIST."""
-    return _mnist_problem(load_fashion_mnist, FMNIST_LOGREG_TARGET, device, valid_size, eval_size, weight_decay,
-                          net_logreg)
-
-
-def build_mnist_mlp(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
-                    weight_decay: float = 0.0) -> VisionProblem:
-    """The ``mnist_mlp`` spec's builder: DeepOBS's four-layer MLP on MNIST."""
-    return _mnist_problem(load_mnist, MNIST_MLP_TARGET, device, valid_size, eval_size, weight_decay, net_mlp)
-
-
-def build_fmnist_mlp(device: torch.device | str = "cpu", valid_size: int = 10000, eval_size: int = 10000,
-                     weight_decay: float = 0.0) -> VisionProblem:
-    """The ``fmnist_mlp`` spec's builder: DeepOBS's four-layer MLP on Fashion-MNIST."""
-    return _mnist_problem(load_fashion_mnist, FMNIST_MLP_TARGET, device, valid_size, eval_size, weight_decay,
-                          net_mlp)
+build_mnist_2c2d = _mnist_builder("mnist_2c2d", load_mnist, MNIST_TARGET, net_2c2d, "DeepOBS's 2c2d CNN on MNIST")
+build_fmnist_2c2d = _mnist_builder("fmnist_2c2d", load_fashion_mnist, FMNIST_TARGET, net_2c2d,
+                                   "DeepOBS's 2c2d CNN on Fashion-MNIST")
+build_mnist_logreg = _mnist_builder("mnist_logreg", load_mnist, MNIST_LOGREG_TARGET, net_logreg,
+                                    "DeepOBS's logistic regression on MNIST")
+build_fmnist_logreg = _mnist_builder("fmnist_logreg", load_fashion_mnist, FMNIST_LOGREG_TARGET, net_logreg,
+                                     "DeepOBS's logistic regression on Fashion-MNIST")
+build_mnist_mlp = _mnist_builder("mnist_mlp", load_mnist, MNIST_MLP_TARGET, net_mlp,
+                                 "DeepOBS's four-layer MLP on MNIST")
+build_fmnist_mlp = _mnist_builder("fmnist_mlp", load_fashion_mnist, FMNIST_MLP_TARGET, net_mlp,
+                                  "DeepOBS's four-layer MLP on Fashion-MNIST")
 
 
 def _channel_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
