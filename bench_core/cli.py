@@ -1,7 +1,7 @@
 """The ``optbench`` command line: list, run, report, export.
 
 User errors print one line (``optbench: error: ...``) and exit 2 without a traceback;
-a sweep in which some trial ended in ``error`` exits 1 after finishing the others.
+a sweep in which some trial ended in ``error`` or ``timeout`` exits 1 after finishing the others.
 """
 
 from __future__ import annotations
@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     execution.add_argument("--scheduler", metavar="ADDRESS",
                      help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (with --executor dask; "
                      "default: start a local cluster of --workers processes)")
+    execution.add_argument("--trial-timeout", metavar="SECONDS",
+                           help="stop a trial still running after this many seconds and store it as 'timeout'; "
+                           "'auto' (the default: 60 s + 2 s per step + 60 s per evaluation, to stop hangs) or "
+                           "'none' (suite setting: trial_timeout)")
     execution.add_argument("--report-dir", default=DEFAULT_REPORTS, metavar="DIR",
                      help=f"where to write the report (default: {DEFAULT_REPORTS})")
     execution.add_argument("--no-report", action="store_true", help="do not write a report after the run")
@@ -248,8 +252,14 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
     from bench_core.runner import ProblemCache
     from bench_core.store import Store
     from bench_core.suite import expand
+    from bench_core.time_limits import parse_time_limit
 
     check_executor(args.executor, args.scheduler)
+    if args.trial_timeout is not None:
+        try:
+            overrides = dict(overrides) | {"trial_timeout": parse_time_limit(args.trial_timeout, "--trial-timeout")}
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     problems = ProblemCache(catalog)
     sweep = expand(settings, catalog, source, overrides, problems, count_only=args.dry_run)
     for notice in sweep.notices:
@@ -282,12 +292,15 @@ def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str
         for config, message in outcome.errors[:10]:
             print(f"optbench: error in trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",
                   file=sys.stderr)
+        for config, message in outcome.timeouts[:10]:
+            print(f"optbench: timeout of trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",
+                  file=sys.stderr)
         if not args.no_report:
             from bench_core.report import write_report
 
             path = write_report(store, sweep.name, Path(args.report_dir), catalog)
             print(f"optbench: report written to {path}", file=sys.stderr)
-    return EXIT_TRIAL_ERRORS if outcome.errors else 0
+    return EXIT_TRIAL_ERRORS if outcome.errors or outcome.timeouts else 0
 
 
 def _trial_count(sweep: Any) -> str:

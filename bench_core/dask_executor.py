@@ -43,6 +43,7 @@ from bench_core.catalog import load_catalog
 from bench_core.errors import UserError
 from bench_core.executors import TRIAL_THREADS, Executor, Group, _lost
 from bench_core.runner import ProblemCache, run_trials
+from bench_core.time_limits import AUTO, TimeLimit
 from bench_core.trial import TrialResult
 
 #: How long to wait for a remote scheduler to answer before giving up.
@@ -59,12 +60,16 @@ class DaskExecutor(Executor):
     :param scheduler: address of a running Dask scheduler (``tcp://HOST:8786``); None starts a local cluster.
     :param workers: worker processes of the local cluster; ignored with ``scheduler``.
     :param threads_per_worker: torch threads per task (see the module docstring for the defaults).
+    :param time_limit: each trial's; tasks run in worker threads, where only the runner's per-step check
+        applies (see :mod:`bench_core.time_limits`).
     :raises UserError: when ``distributed`` is not installed or the scheduler cannot be reached.
     """
 
     def __init__(self, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
-                 scheduler: str | None = None, workers: int = 2, threads_per_worker: int | None = None) -> None:
+                 scheduler: str | None = None, workers: int = 2, threads_per_worker: int | None = None,
+                 time_limit: TimeLimit = AUTO) -> None:
         distributed = _distributed()
+        self.time_limit = time_limit
         self._distributed = distributed
         self.plugin_paths = tuple(str(p) for p in plugin_paths)
         self.autoload = autoload
@@ -106,7 +111,7 @@ class DaskExecutor(Executor):
                     lost.append(group)
                     return
                 future = self.client.submit(_run_on_worker, group, self.plugin_paths, self.autoload, self.threads,
-                                            pure=False)
+                                            self.time_limit, pure=False)
                 in_flight[future.key] = (future, group)
                 self._futures[future.key] = future
                 finished.add(future)
@@ -173,10 +178,10 @@ _worker_problems: dict[tuple[tuple[str, ...], bool | None], ProblemCache] = {}
 
 
 def _run_on_worker(group: Group, plugin_paths: tuple[str, ...], autoload: bool | None,
-                   threads: int) -> list[TrialResult]:
+                   threads: int, time_limit: TimeLimit = AUTO) -> list[TrialResult]:
     """The task: run one group on a worker, with a catalog built once per worker process."""
     key = (tuple(plugin_paths), autoload)
     problems = _worker_problems.get(key)
     if problems is None:
         problems = _worker_problems[key] = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
-    return run_trials(group, problems, threads)
+    return run_trials(group, problems, threads, time_limit)

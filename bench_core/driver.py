@@ -23,10 +23,11 @@ from bench_core.environment import environment
 from bench_core.executors import TRIAL_THREADS, make_executor
 from bench_core.fingerprint import Fingerprints, describe_change
 from bench_core.followups import FollowUp, Scores
-from bench_core.runner import ProblemCache
+from bench_core.runner import ProblemCache, trial_limit
 from bench_core.store import DONE_STATUSES, Store
 from bench_core.suite import Sweep
-from bench_core.trial import TrialConfig, TrialResult
+from bench_core.time_limits import AUTO, TimeLimit
+from bench_core.trial import STATUSES, TrialConfig, TrialResult
 
 #: A sweep with at least this many trials to run prints its trial count and a time estimate first.
 LARGE_SWEEP = 200
@@ -40,9 +41,12 @@ class SweepOutcome:
     skipped: int
     counts: Counter = field(default_factory=Counter)
     errors: list[tuple[TrialConfig, str]] = field(default_factory=list)
+    #: Trials stopped at their time limit, with the reason stored for each.
+    timeouts: list[tuple[TrialConfig, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        ran = ", ".join(f"{self.counts[s]} {s}" for s in ("ok", "diverged", "error"))
+        shown = STATUSES if self.counts["timeout"] else ("ok", "diverged", "error")
+        ran = ", ".join(f"{self.counts[s]} {s}" for s in shown)
         return f"{self.total} trials: {self.skipped} already stored, ran {sum(self.counts.values())} ({ran})"
 
 
@@ -67,16 +71,22 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
     fingerprints = Fingerprints(catalog)
     changes = CodeChanges(fingerprints)
 
+    def served(configs: Sequence[TrialConfig], status: Mapping[str, str]) -> list[TrialConfig]:
+        """The stored trials among ``configs`` not to run again: results, and timeouts at a limit not below today's."""
+        timeouts = [c for c in configs if status.get(c.trial_id) == "timeout"]
+        kept = timeouts_to_keep(timeouts, store, limits) if timeouts else set()
+        return [c for c in configs if status.get(c.trial_id) in DONE_STATUSES or c.trial_id in kept]
+
     def scores(configs: Sequence[TrialConfig]) -> list[float | None]:
         stored = {} if rerun else store.finals(c.trial_id for c in configs if c.trial_id not in ran)
-        done = [c for c in configs if c.trial_id in stored and stored[c.trial_id][0] in DONE_STATUSES]
+        done = served(configs, {trial_id: value[0] for trial_id, value in stored.items()})
+        done_ids = {c.trial_id for c in done}
         stale = changes.stale(done, store.fingerprints(c.trial_id for c in done)) if done else set()
         values: list[float | None] = []
         for config in configs:
             if config.trial_id in ran:
                 values.append(ran[config.trial_id])
-            elif config.trial_id in stored and stored[config.trial_id][0] in DONE_STATUSES \
-                    and config.trial_id not in stale:
+            elif config.trial_id in done_ids and config.trial_id not in stale:
                 values.append(trial_score(*stored[config.trial_id]))
             else:
                 values.append(None)  # not stored, an error to retry, or a result of other code: to run
@@ -89,11 +99,19 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
         outcome.counts[result.status] += 1
         if result.status == "error":
             outcome.errors.append((config, _last_line(result.error)))
+        elif result.status == "timeout":
+            outcome.timeouts.append((config, result.reason or "stopped at its time limit"))
 
+    limits = TrialLimits(problems or ProblemCache(catalog), sweep.time_limit)
     done = set() if rerun else store.done_ids(ids)
+    kept_timeouts = set() if rerun else timeouts_to_keep(sweep.trials, store, limits)
+    done |= kept_timeouts
     done -= changes.stale([config for config in sweep.trials if config.trial_id in done], store.fingerprints(done))
     todo = [config for config in sweep.trials if config.trial_id not in done]
     outcome = SweepOutcome(total=len(ids), skipped=len(ids) - len(todo))
+    outcome.timeouts += [(config, "stored as timeout under a limit at least as long as this one; raise "
+                                  "--trial-timeout to run it again") for config in sweep.trials
+                         if config.trial_id in kept_timeouts and config.trial_id in done]
     pending, left, named = _next_round(sweep.followups, scores)
     for line in changes.notices():
         print(f"optbench: {line}", file=sys.stderr)
@@ -107,7 +125,7 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
         bar = tqdm(total=expected, unit="trial", desc=sweep.name, disable=None if progress is None else not progress,
                    file=sys.stderr, dynamic_ncols=True)
         with bar, make_executor(min(workers, expected), catalog, autoload, problems, executor, scheduler,
-                                     threads) as backend:
+                                threads, sweep.time_limit) as backend:
             while todo:
                 store.add_to_suite(sweep.name, [config.trial_id for config in todo])
                 unsaved: list[tuple[TrialConfig, TrialResult]] = []
@@ -120,8 +138,8 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                             unsaved.pop(0)
                             for failure in catalog.notify_trial_finished(config, result):
                                 bar.write(f"optbench: warning: {failure}", file=sys.stderr)
-                            bar.set_postfix(ok=outcome.counts["ok"], diverged=outcome.counts["diverged"],
-                                            error=outcome.counts["error"], refresh=False)
+                            bar.set_postfix({s: outcome.counts[s] for s in STATUSES
+                                             if s != "timeout" or outcome.counts[s]}, refresh=False)
                             bar.update(1)
                 except KeyboardInterrupt:
                     # Ctrl-C: stop the workers now rather than wait for their trials, and store every result that
@@ -191,6 +209,40 @@ class CodeChanges:
             lines.append(f"{_trials(len(self.unknown), 'stored trial')} predate code fingerprints: served as "
                          "stored, whatever code ran them (--rerun runs every trial again)")
         return lines
+
+
+class TrialLimits:
+    """Each trial's time limit in seconds under a sweep's setting (``auto`` derives it from the budget)."""
+
+    def __init__(self, problems: ProblemCache, time_limit: TimeLimit) -> None:
+        self.problems = problems
+        self.time_limit = time_limit
+
+    def of(self, config: TrialConfig) -> float | None:
+        problem = self.problems.get(config.problem, config.problem_options, config.device) \
+            if self.time_limit == AUTO else None
+        return trial_limit(config, problem, self.time_limit)
+
+
+def timeouts_to_keep(configs: Sequence[TrialConfig], store: Store, limits: TrialLimits) -> set[str]:
+    """Ids of the stored ``timeout`` trials among ``configs`` that a re-run serves as stored.
+
+    A trial stopped at a limit at least as long as today's would only be stopped again; one stopped
+    at a shorter limit (or run now without a limit) runs again, so raising ``--trial-timeout``
+    retries exactly the trials it may now let finish.
+    """
+    stored = store.timeouts(config.trial_id for config in configs)
+    kept = set()
+    for config in configs:
+        if config.trial_id not in stored or stored[config.trial_id] is None:
+            continue
+        try:
+            now = limits.of(config)
+        except Exception:  # a problem that no longer builds: run the trial, which records why
+            continue
+        if now is not None and stored[config.trial_id] >= now:
+            kept.add(config.trial_id)
+    return kept
 
 
 def _trials(count: int, noun: str) -> str:

@@ -29,6 +29,7 @@ from bench_core.catalog import Catalog, load_catalog
 from bench_core.errors import UserError
 from bench_core.interrupts import trust_every_interrupt_to_code
 from bench_core.runner import ProblemCache, run_trials
+from bench_core.time_limits import AUTO, TimeLimit
 from bench_core.trial import TrialConfig, TrialResult
 
 Group = list[TrialConfig]
@@ -63,13 +64,15 @@ class Executor(ABC):
 class InProcessExecutor(Executor):
     """Runs trials one by one in the calling process (``--workers 1``)."""
 
-    def __init__(self, catalog: Catalog, problems: ProblemCache | None = None, threads: int | None = None) -> None:
+    def __init__(self, catalog: Catalog, problems: ProblemCache | None = None, threads: int | None = None,
+                 time_limit: TimeLimit = AUTO) -> None:
         self.problems = problems or ProblemCache(catalog)
         self.threads = threads or TRIAL_THREADS
+        self.time_limit = time_limit
 
     def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
         for group in groups:
-            yield group, run_trials(group, self.problems, self.threads)
+            yield group, run_trials(group, self.problems, self.threads, self.time_limit)
 
 
 class ProcessPoolExecutorBackend(Executor):
@@ -88,8 +91,9 @@ class ProcessPoolExecutorBackend(Executor):
     """
 
     def __init__(self, workers: int, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
-                 threads_per_worker: int | None = None) -> None:
+                 threads_per_worker: int | None = None, time_limit: TimeLimit = AUTO) -> None:
         self.workers = workers
+        self.time_limit = time_limit
         self.threads = threads_per_worker or TRIAL_THREADS
         self.initargs = (tuple(plugin_paths), autoload, self.threads)
         self._in_flight: dict[Future, Group] = {}
@@ -113,7 +117,7 @@ class ProcessPoolExecutorBackend(Executor):
         # driver gets a Ctrl-C pressed meanwhile as soon as the submit returns (or at once, through
         # another of its threads), so none is lost.
         with _sigint_blocked() if self._may_spawn() else contextlib.nullcontext():
-            self._in_flight[self.pool.submit(_run_in_worker, group)] = group
+            self._in_flight[self.pool.submit(_run_in_worker, group, self.time_limit)] = group
 
     def run(self, groups: Iterable[Group]) -> Iterator[tuple[Group, list[TrialResult]]]:
         """Yield groups as they finish. A worker that dies (``os._exit``, a segfault, killed) breaks the whole
@@ -210,21 +214,22 @@ def check_executor(kind: str, scheduler: str | None) -> None:
 
 def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
                   problems: ProblemCache | None = None, kind: str = "auto",
-                  scheduler: str | None = None, threads: int | None = None) -> Executor:
+                  scheduler: str | None = None, threads: int | None = None, time_limit: TimeLimit = AUTO) -> Executor:
     """The executor ``kind`` with ``workers`` workers (the in-process one reuses ``problems`` already built).
 
     ``scheduler`` is the address of a running Dask scheduler; without it the Dask executor
-    starts a local cluster of ``workers`` processes.
+    starts a local cluster of ``workers`` processes. ``time_limit``: each trial's (see
+    :mod:`bench_core.time_limits`).
     """
     check_executor(kind, scheduler)
     if kind == "dask":
         from bench_core.dask_executor import DaskExecutor
 
         return DaskExecutor(catalog.plugin_paths, autoload, scheduler=scheduler, workers=workers,
-                            threads_per_worker=threads)
+                            threads_per_worker=threads, time_limit=time_limit)
     if kind == "inprocess" or (kind == "auto" and workers <= 1):
-        return InProcessExecutor(catalog, problems, threads)
-    return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload, threads)
+        return InProcessExecutor(catalog, problems, threads, time_limit)
+    return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload, threads, time_limit)
 
 
 def default_workers(device: str, trials: int) -> int:
@@ -299,6 +304,6 @@ def _init_worker(plugin_paths: tuple[str, ...], autoload: bool | None, threads: 
     _worker_problems = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
 
 
-def _run_in_worker(group: Group) -> list[TrialResult]:
+def _run_in_worker(group: Group, time_limit: TimeLimit) -> list[TrialResult]:
     assert _worker_problems is not None, "worker not initialised"
-    return run_trials(group, _worker_problems, torch.get_num_threads())
+    return run_trials(group, _worker_problems, torch.get_num_threads(), time_limit)

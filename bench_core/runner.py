@@ -32,6 +32,10 @@ Evaluation modes. An optimizer with callable ``eval()`` and ``train()`` (schedul
 ones) is switched with ``train()`` before the first step and bracketed by ``eval()`` /
 ``train()`` around every evaluation, so it is scored at its evaluation iterate.
 
+Time limits. Each trial runs under a limit in seconds (:mod:`bench_core.time_limits`): the loop
+checks the clock after every step, and a ``SIGALRM`` timer covers a step that never returns;
+either way the trial ends as ``timeout`` with the steps and curve it had reached.
+
 Closures. An optimizer whose spec says ``needs_closure`` (L-BFGS, sharpness-aware
 minimisation) is stepped with ``step(closure)`` (:func:`bench_core.closure.closure_step`): the
 closure zeroes the gradients, recomputes the loss on the step's batch, backpropagates and
@@ -58,6 +62,7 @@ from bench_core.catalog import Catalog
 from bench_core.closure import closure_step
 from bench_core.interrupts import raised_by_code
 from bench_core.specs import Problem
+from bench_core.time_limits import AUTO, TimeLimit, TrialTimeout, alarm, derived_limit, describe
 from bench_core.trial import TrialConfig, TrialResult
 
 #: The host reads the training loss every this many steps (and at every evaluation); one
@@ -124,11 +129,23 @@ def evaluation_steps(total: int, evals: int) -> list[int]:
     return sorted({round(i * total / evals) for i in range(evals + 1)})
 
 
-def run_trial(config: TrialConfig, problems: ProblemCache) -> TrialResult:
-    """Train one trial; never raises for a failure inside a plugin (status ``error``)."""
+def run_trial(config: TrialConfig, problems: ProblemCache, time_limit: TimeLimit = AUTO) -> TrialResult:
+    """Train one trial; never raises for a failure inside a plugin (status ``error``).
+
+    ``time_limit``: seconds, :data:`~bench_core.time_limits.AUTO` (derived from the budget) or
+    ``None``; a trial still running when it passes is stopped and returned as ``timeout``, with
+    the steps and the learning curve it had reached (see :mod:`bench_core.time_limits`).
+    """
     started = time.perf_counter()
+    progress = TrialResult(config.trial_id, "ok", device=config.device)
+    limit = None
     try:
-        result = _train(config, problems)
+        # built before the clock starts: a data set loads once per process, not once per trial
+        limit = trial_limit(config, problems.get(config.problem, config.problem_options, config.device), time_limit)
+        with alarm(limit):
+            result = _train(config, problems, progress, None if limit is None else time.perf_counter() + limit)
+    except TrialTimeout:
+        result = _timed_out(progress, limit)
     except Exception:
         result = TrialResult(config.trial_id, "error", error=traceback.format_exc(), device=config.device)
     except (SystemExit, KeyboardInterrupt) as exc:  # sys.exit() in a plugin costs its trial, not the sweep
@@ -136,11 +153,32 @@ def run_trial(config: TrialConfig, problems: ProblemCache) -> TrialResult:
             raise  # the user's Ctrl-C
         result = TrialResult(config.trial_id, "error", error=f"{traceback.format_exc()}plugin raised {exc!r}",
                              device=config.device)
+    result.time_limit = limit
     result.wall_seconds = time.perf_counter() - started
     return result
 
 
-def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache, threads: int | None = None) -> list[TrialResult]:
+def trial_limit(config: TrialConfig, problem: Problem | None, time_limit: TimeLimit) -> float | None:
+    """The time limit in seconds (``None``: none) of one trial of ``problem``; ``AUTO`` is derived from its budget
+    (and needs the problem, for the steps an epoch takes)."""
+    if time_limit != AUTO:
+        return None if time_limit is None else float(time_limit)
+    if problem is None:
+        raise ValueError("an 'auto' time limit is derived from the problem: pass it")
+    steps = total_steps(config, problem)
+    points = config.evals + 1 if steps is None else len(evaluation_steps(steps, config.evals))
+    return derived_limit(steps, points, float(config.budget.amount) if steps is None else None)
+
+
+def _timed_out(progress: TrialResult, limit: float | None) -> TrialResult:
+    """The result of a trial stopped at its time limit: how far it got, no final metrics (it did not finish)."""
+    return TrialResult(progress.trial_id, "timeout", steps=progress.steps, samples=progress.samples,
+                       curve=progress.curve, device=progress.device, train_seconds=math.nan,
+                       reason=f"stopped at the trial time limit ({describe(limit)}) after {progress.steps} steps")
+
+
+def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache, threads: int | None = None,
+               time_limit: TimeLimit = AUTO) -> list[TrialResult]:
     """Run a group of trials; the unit of work an executor ships to a worker.
 
     Trials of a group run one after another today; a group of trials that differ only in
@@ -149,14 +187,14 @@ def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache, threads: 
     ``threads``: torch's intra-op thread count for the duration of each trial, restored after.
     The thread count changes the order of floating-point reductions, so results are bit-identical
     across executors only where every executor runs a trial with the same count; ``None`` leaves
-    the process's setting as it is.
+    the process's setting as it is. ``time_limit``: each trial's, as for :func:`run_trial`.
     """
     if threads is None:
-        return [run_trial(config, problems) for config in configs]
+        return [run_trial(config, problems, time_limit) for config in configs]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return [run_trial(config, problems) for config in configs]
+        return [run_trial(config, problems, time_limit) for config in configs]
     finally:
         torch.set_num_threads(previous)
 
@@ -189,7 +227,9 @@ def checks_every_step(problem: Problem, optimizer: torch.optim.Optimizer | None 
             and not _has_modes(optimizer))
 
 
-def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
+def _train(config: TrialConfig, problems: ProblemCache, result: TrialResult, deadline: float | None) -> TrialResult:
+    """Train one trial, filling in ``result`` as it goes (so a timeout keeps how far it got); ``deadline``:
+    the ``time.perf_counter()`` reading past which the next step raises :class:`TrialTimeout`."""
     catalog = problems.catalog
     optimizer_spec = catalog.get("optimizer", config.optimizer)
     schedule_spec = catalog.get("schedule", config.schedule)
@@ -212,8 +252,8 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     batches = problem.batches(config.batch_size or 1, generator)
 
-    result = TrialResult(config.trial_id, "ok", device=str(device),
-                         target_every=target_resolution(config, problem, steps, per_step))
+    result.device = str(device)
+    result.target_every = target_resolution(config, problem, steps, per_step)
     train_seconds = 0.0
     lr_now = base_lrs[0]
 
@@ -275,6 +315,9 @@ def _train(config: TrialConfig, problems: ProblemCache) -> TrialResult:
         if per_step:
             pending.append(loss.detach())  # computed with `step` updates done: f(x_step)
         step += 1
+        result.steps, result.samples = step, step * samples_per_step
+        if deadline is not None and time.perf_counter() > deadline:
+            raise TrialTimeout
         if seconds is None:
             finished = step >= steps
             evaluating = step in eval_at

@@ -25,7 +25,7 @@ AXES = ("lr", "batch_size", "schedule", "seeds", *BUDGET_UNITS, "evals", "random
         "trials", "lr_scaling", "base_batch_size", "transfer_batch_sizes", "stop_at_target")
 #: Suite settings that are not sweep axes.
 SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",
-              "schedule_options")
+              "schedule_options", "trial_timeout")
 #: Names an optimizer may not give a hyperparameter: every suite setting and sweep axis (a suite line
 #: ``trials = 2`` must mean one thing), a trial's own fields, and ``lr``, which every optimizer has.
 RESERVED_NAMES = frozenset({*AXES, *SUITE_KEYS, "seed", "options", "problem_options", "hyperparams"})

@@ -33,7 +33,9 @@ in place, in one transaction, keeping every row: its trials read back with
 newer version than this optbench knows is refused untouched. Version 3 added
 ``gradient_evaluations`` and ``gradient_evaluations_to_target`` (NULL, read as NaN, for
 older trials: one per step) and
-``fingerprint`` (``{}`` for older trials: unknown).
+``fingerprint`` (``{}`` for older trials: unknown). Version 4 added the ``timeout`` status and
+``time_limit`` (NULL for older trials: none recorded); the trials table is copied into one of the
+new shape, as SQLite cannot change a CHECK constraint in place.
 
 Opening refuses, in one :class:`UserError` line and before anything is written, whatever is
 not a sound optbench file: a FIFO or other non-regular path, a damaged file (``quick_check``,
@@ -66,7 +68,7 @@ from bench_core.errors import UserError
 from bench_core.trial import TrialConfig, TrialResult
 
 #: Bump on any change to the tables below, and teach :meth:`Store._open_schema` to migrate.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: ``PRAGMA application_id`` ("OPTB"): tells our files from other SQLite databases.
 APPLICATION_ID = 0x4F505442
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -87,7 +89,7 @@ CREATE TABLE trials (
     device TEXT NOT NULL,
     budget_unit TEXT NOT NULL,
     budget_amount INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'diverged', 'error')),
+    status TEXT NOT NULL CHECK (status IN ('ok', 'diverged', 'error', 'timeout')),
     error TEXT,
     steps INTEGER NOT NULL,
     samples INTEGER NOT NULL,
@@ -107,7 +109,8 @@ CREATE TABLE trials (
     metric_ranges TEXT NOT NULL DEFAULT '{}',
     gradient_evaluations INTEGER,
     gradient_evaluations_to_target INTEGER,
-    fingerprint TEXT NOT NULL DEFAULT '{}'
+    fingerprint TEXT NOT NULL DEFAULT '{}',
+    time_limit REAL
 );
 CREATE TABLE runs (
     run_id INTEGER PRIMARY KEY,
@@ -123,6 +126,9 @@ CREATE TABLE suite_trials (
 ) WITHOUT ROWID;
 """
 
+_TRIALS_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE trials ("):SCHEMA.index(");") + 2]
+_TRIAL_COLUMNS = ", ".join(line.split()[0] for line in _TRIALS_TABLE.splitlines()[1:-1])
+
 #: How to bring a file of an older schema version up to date: version -> statements to
 #: the next version, run in one transaction by :meth:`Store._open_schema`.
 MIGRATIONS = {
@@ -132,15 +138,22 @@ MIGRATIONS = {
     2: ("ALTER TABLE trials ADD COLUMN gradient_evaluations INTEGER",
         "ALTER TABLE trials ADD COLUMN gradient_evaluations_to_target INTEGER",
         "ALTER TABLE trials ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '{}'"),
+    # SQLite cannot change a CHECK constraint in place: copy the rows into a table of the new shape.
+    3: ("ALTER TABLE trials ADD COLUMN time_limit REAL",
+        _TRIALS_TABLE.replace("TABLE trials (", "TABLE trials_v4 (").rstrip(";"),
+        f"INSERT INTO trials_v4 ({_TRIAL_COLUMNS}) SELECT {_TRIAL_COLUMNS} FROM trials",
+        "DROP TABLE trials",
+        "ALTER TABLE trials_v4 RENAME TO trials"),
 }
 
 #: Result columns of ``trials()`` in order, as stored (``ran_on``: the device the trial really used).
 RESULT_COLUMNS = ("status", "reason", "steps", "gradient_evaluations", "samples", "steps_to_target",
                   "gradient_evaluations_to_target", "samples_to_target", "seconds_to_target", "target_every",
-                  "train_seconds", "wall_seconds", "samples_per_second")
+                  "train_seconds", "wall_seconds", "samples_per_second", "time_limit")
 #: Result columns read back as float (NaN where missing).
 FLOAT_COLUMNS = ("gradient_evaluations", "steps_to_target", "gradient_evaluations_to_target", "samples_to_target",
-                 "seconds_to_target", "target_every", "train_seconds", "wall_seconds", "samples_per_second")
+                 "seconds_to_target", "target_every", "train_seconds", "wall_seconds", "samples_per_second",
+                 "time_limit")
 TAIL_COLUMNS = ("error", "ran_on", "finished_at", "config")
 #: Integer columns that may be missing: float with NaN in frames (pandas' usual missing value).
 NULLABLE_INTEGERS = ("batch_size", "gradient_evaluations", "steps_to_target", "gradient_evaluations_to_target",
@@ -417,6 +430,7 @@ class Store:
             "budget_unit": config.budget.unit,
             "budget_amount": config.budget.amount,
             "status": result.status,
+            "time_limit": _real(result.time_limit),
             "error": result.error,
             "steps": int(result.steps),
             "samples": int(result.samples),
@@ -456,6 +470,11 @@ class Store:
         done = {row[0] for row in rows}
         return done if trial_ids is None else done & set(trial_ids)
 
+    def timeouts(self, trial_ids: Iterable[str]) -> dict[str, float | None]:
+        """The stored ``timeout`` trials among ``trial_ids`` and the limit in seconds each was stopped at."""
+        return {trial_id: limit for trial_id, status, limit in self._select_by_ids("trial_id, status, time_limit",
+                                                                                  trial_ids) if status == "timeout"}
+
     def finals(self, trial_ids: Iterable[str]) -> dict[str, tuple[str, dict[str, float]]]:
         """``status`` and ``final`` metrics of the stored trials among ``trial_ids``: what searches score."""
         return {trial_id: (status, _loads(final, f"trial {trial_id}", "final", self.path))
@@ -483,7 +502,7 @@ class Store:
         """Mean wall time of finished trials by (problem, budget unit, budget amount, batch size): for estimates."""
         rows = self._conn.execute(
             "SELECT problem, budget_unit, budget_amount, batch_size, AVG(wall_seconds) FROM trials "
-            "WHERE status != 'error' AND wall_seconds IS NOT NULL "
+            "WHERE status IN ('ok', 'diverged') AND wall_seconds IS NOT NULL "
             "GROUP BY problem, budget_unit, budget_amount, batch_size")
         return {(problem, unit, amount, batch): seconds for problem, unit, amount, batch, seconds in rows}
 
@@ -500,13 +519,14 @@ class Store:
         problem options, ``seed, device, evals, budget_unit, budget_amount``, the result
         scalars (``status, reason, steps, gradient_evaluations, samples, steps_to_target,
         gradient_evaluations_to_target, samples_to_target,
-        seconds_to_target, target_every, train_seconds, wall_seconds, samples_per_second``),
+        seconds_to_target, target_every, train_seconds, wall_seconds, samples_per_second, time_limit``),
         ``final.<metric>`` and ``best.<metric>``, ``metric_ranges`` (a dict per row: metric
         -> ``[low, high]``, ``{}`` for trials stored before it was recorded), ``fingerprint`` (a
         dict per row: what code produced the trial, ``{}`` where unknown), then ``error,
         ran_on, finished_at`` (UTC) and ``config`` (the canonical JSON, for
         :meth:`TrialConfig.from_json`). ``target_every`` is NaN where unknown, ``reason``
-        None unless the trial diverged (and for trials stored before it was recorded).
+        None unless the trial diverged or timed out (and for trials stored before it was recorded),
+        ``time_limit`` the limit in seconds the trial ran under (NaN: none, or not recorded).
         Values a trial lacks (a hyperparameter of another optimizer, a metric of another
         problem, a batch size on a deterministic problem) are NaN. Non-scalar option values
         are JSON text so that columns stay groupable.

@@ -42,6 +42,7 @@ from bench_core.specs import (
     ProblemSpec,
     SearchSpec,
 )
+from bench_core.time_limits import AUTO, TimeLimit, parse_time_limit
 from bench_core.trial import TrialConfig
 
 LR_SCALING_RULES = ("none", "linear")
@@ -70,6 +71,9 @@ class Sweep:
     trials: list[TrialConfig] = field(default_factory=list)
     followups: list[FollowUp] = field(default_factory=list)
     device: str = "cpu"
+    #: Each trial's time limit: seconds, ``"auto"`` (derived from its budget) or ``None`` (see
+    #: :mod:`bench_core.time_limits`). A run condition, not part of any trial's identity.
+    time_limit: TimeLimit = AUTO
     #: One line each about what the expansion left out and why (points an optimizer rejects).
     notices: list[str] = field(default_factory=list)
     #: Trials up front, counted but not built (``expand(..., count_only=True)``, for a dry run); else ``None``.
@@ -161,7 +165,7 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
     """
     overrides = dict(overrides or {})
     settings = dict(settings)
-    for key in overrides.keys() & {"problems", "optimizers", "device"}:
+    for key in overrides.keys() & {"problems", "optimizers", "device", "trial_timeout"}:
         settings[key] = overrides.pop(key)
     _check_keys(settings, source)
     name = check_suite_name(settings.get("name", "custom"), source)
@@ -174,6 +178,10 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
     if not isinstance(device, str):
         raise UserError(f"{source}: device: expected a name such as auto, cpu or cuda, got {_show(device)}")
     device = resolve_device(device)
+    try:
+        time_limit = parse_time_limit(settings.get("trial_timeout", AUTO), f"{source}: trial_timeout")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
     hyperparams = {hp for name in optimizers for hp in catalog.optimizers[name].hyperparams}
     top = {k: v for k, v in settings.items() if k not in SUITE_KEYS}
@@ -184,7 +192,8 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
                                 f"hyperparameter of the selected optimizers)")
 
     sweep = Sweep(name, str(settings.get("description", "")), source,
-                  dict(settings) | ({"overrides": overrides} if overrides else {}), device=device)
+                  dict(settings) | ({"overrides": overrides} if overrides else {}), device=device,
+                  time_limit=time_limit)
     seen: set[str] = set()
     seen_options: set[str] = set()
     sweep.counted = 0 if count_only else None

@@ -14,7 +14,9 @@ from typing import Any
 
 from bench_core.specs import Budget
 
-STATUSES = ("ok", "diverged", "error")
+#: Every status a trial can end with: a result (``ok``, ``diverged``), a failure (``error``), or stopped at its
+#: time limit (``timeout``: no final metrics; see :mod:`bench_core.time_limits`).
+STATUSES = ("ok", "diverged", "error", "timeout")
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class TrialResult:
     for an ordinary optimizer, more for one that re-evaluates the loss through a closure
     (L-BFGS); ``None`` for an errored trial (the count dies with the exception).
     ``fingerprint`` records what code produced the trial (see :mod:`bench_core.fingerprint`).
+    ``time_limit`` is the limit in seconds the trial ran under (``None``: none); a ``timeout`` trial
+    keeps its ``steps``, ``samples`` and ``curve`` up to where it was stopped, and ``reason`` says so.
     """
 
     trial_id: str
@@ -124,6 +128,7 @@ class TrialResult:
     gradient_evaluations: int | None = None
     gradient_evaluations_to_target: int | None = None
     fingerprint: dict[str, str] = field(default_factory=dict)
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

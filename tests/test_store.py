@@ -340,7 +340,12 @@ def test_a_version_1_file_is_migrated_in_place_keeping_every_row(tmp_path):
         row = store.trials().set_index("trial_id").loc[new.trial_id]
         assert (row["target_every"], row["reason"]) == (150, "non-finite loss (inf) at step 5")
         assert row["metric_ranges"] == {"train_loss": [0.0, INF]}
-    assert sql(path, "PRAGMA user_version") == [(3,)] == [(SCHEMA_VERSION,)]
+        late = config(4)  # version 4 knows the timeout status, and the rebuilt table still checks statuses
+        store.save(late, TrialResult(late.trial_id, "timeout", steps=3, reason="stopped", time_limit=2.0))
+        assert store.timeouts([late.trial_id, new.trial_id]) == {late.trial_id: 2.0}
+        with pytest.raises(sqlite3.IntegrityError):
+            sql(path, "UPDATE trials SET status = 'finished' WHERE trial_id = ?", late.trial_id)
+    assert sql(path, "PRAGMA user_version") == [(4,)] == [(SCHEMA_VERSION,)]
     assert sql(path, "PRAGMA integrity_check") == [("ok",)]
     fresh = tmp_path / "new.sqlite"
     with Store(fresh):
@@ -348,7 +353,7 @@ def test_a_version_1_file_is_migrated_in_place_keeping_every_row(tmp_path):
     assert sql(path, "PRAGMA table_info(trials)") == sql(fresh, "PRAGMA table_info(trials)"), \
         "a migrated file has the same columns as a new one"
     with Store(path) as store:  # opening it again changes nothing
-        assert len(store.trials()) == 4
+        assert len(store.trials()) == 5
 
 
 def test_a_migration_that_fails_halfway_leaves_the_version_1_file_as_it_was(tmp_path):

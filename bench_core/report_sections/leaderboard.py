@@ -25,6 +25,10 @@ TITLE = "Best configurations"
 def optbench_report_section(report: ReportContext) -> str | None:
     if not report.sweep:
         return None
+    # timeouts are named only where there are some, so reports of sweeps without a time limit read as before
+    timeouts = (report.trials["status"] == "timeout").any()
+    failed = "diverged, errored and timed-out trials" if timeouts else "diverged and errored trials"
+    warned = "some errored or timed out" if timeouts else "some errored"
     parts = [f"## {TITLE}", "",
              "Per problem, each optimizer's best configuration: the one with the lowest mean selection metric "
              "over seeds (a configuration with a failed seed loses to one that finished on all). *Seeds*: finished "
@@ -32,8 +36,8 @@ def optbench_report_section(report: ReportContext) -> str | None:
              "problem). Values are mean ± std over finished seeds; the 95% interval is Student's t over seeds, cut "
              "to the metric's range (accuracies in [0, 1], losses ≥ their known minimum), which keeps its "
              "coverage. *Steps to target*: median over the seeds that reached the problem's target (how many "
-             "did). *Failed*: diverged and errored trials over all of the optimizer's trials on the problem "
-             "(⚠: some errored). ↑: some finished seed of the configuration ended above its initial loss.", ""]
+             f"did). *Failed*: {failed} over all of the optimizer's trials on the problem (⚠: {warned}). ↑: some "
+             "finished seed of the configuration ended above its initial loss.", ""]
     initial = report.initial_losses()
     for variant, trials in report.variants():
         parts += variant_table(report, variant, trials, initial)
@@ -102,14 +106,16 @@ def describe(entry: Entry, trials: pd.DataFrame) -> str:
 
 def failed_cell(entry: Entry) -> str:
     total = len(entry.all_runs)
-    diverged, errored = entry.count("diverged"), entry.count("error")
-    if not diverged and not errored:
+    diverged, errored, timed_out = entry.count("diverged"), entry.count("error"), entry.count("timeout")
+    if not diverged and not errored and not timed_out:
         return f"0/{total}"
     parts = []
     if diverged:
         parts.append(f"diverged {diverged}/{total}")
     if errored:
         parts.append(f"⚠ error {errored}/{total}")
+    if timed_out:
+        parts.append(f"⚠ timeout {timed_out}/{total}")
     return ", ".join(parts)
 
 

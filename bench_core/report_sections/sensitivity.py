@@ -37,7 +37,7 @@ def optbench_report_section(report: ReportContext) -> str | None:
         parts += [f"![final loss against learning rate on {variant}]({plot_loss(report, variant, trials)})", ""]
         table, ranges = tuneability(trials)
         parts += [tabulate(table, ["optimizer", "learning rates tried", "reaching the target", "diverged at",
-                                   "errored at"], tablefmt="github"), "",
+                                   "errored or timed out at"], tablefmt="github"), "",
                   f"![tuneability on {variant}]({plot_ranges(report, variant, ranges)})", ""]
     return "\n".join(parts)
 
@@ -60,7 +60,7 @@ def tuneability(trials: pd.DataFrame) -> tuple[list[list[str]], dict[str, tuple[
         else:
             good = f"none (0/{len(lrs)})"
         diverged = rows.loc[rows["status"] == "diverged", "hp.lr"].unique()
-        errored = rows.loc[rows["status"] == "error", "hp.lr"].unique()
+        errored = rows.loc[rows["status"].isin(["error", "timeout"]), "hp.lr"].unique()
         table.append([optimizer, _lrs(lrs), good, _lrs(diverged), ("⚠ " + _lrs(errored)) if len(errored) else "–",
                       len(reached)])
     table.sort(key=lambda row: (-row[-1], row[0]))

@@ -1,4 +1,4 @@
-"""Report section: how many trials finished, diverged or errored, per problem variant, and why they failed."""
+"""Report section: how many trials finished, diverged, errored or timed out, per problem variant, and why."""
 
 from __future__ import annotations
 
@@ -31,12 +31,16 @@ def optbench_report_section(report: ReportContext) -> str | None:
     if not report.sweep:
         return None
     counts = trials.pivot_table(index="variant", columns="status", values="trial_id", aggfunc="count", fill_value=0)
-    counts = counts.reindex(columns=list(STATUSES), fill_value=0)
+    shown = [s for s in STATUSES if s != "timeout" or (trials["status"] == "timeout").any()]
+    counts = counts.reindex(columns=shown, fill_value=0)
     counts.loc["**all**"] = counts.sum()
-    lines = ["## Trials", "",
-             f"{divergence_rule()} An *error* is a failure of a plugin or of optbench, not a result about the "
-             "optimizer: its traceback is stored (`optbench export`) and a re-run tries it again.", "",
-             tabulate(counts.reset_index().values.tolist(), ["problem", *STATUSES], tablefmt="github"), ""]
+    text = (f"{divergence_rule()} An *error* is a failure of a plugin or of optbench, not a result about the "
+            "optimizer: its traceback is stored (`optbench export`) and a re-run tries it again.")
+    if "timeout" in shown:
+        text += (" A *timeout* was stopped at the trial time limit (`--trial-timeout`) before its budget ran out: "
+                 "it has no final metrics, and a re-run tries it again only under a longer limit.")
+    lines = ["## Trials", "", text, "",
+             tabulate(counts.reset_index().values.tolist(), ["problem", *shown], tablefmt="github"), ""]
     errors = trials[trials["status"] == "error"]
     if len(errors):
         lines += ["**Errored trials**, by optimizer and problem (last line of the first traceback):", ""]
@@ -44,5 +48,11 @@ def optbench_report_section(report: ReportContext) -> str | None:
             text = str(rows["error"].dropna().iloc[0] if rows["error"].notna().any() else "no traceback stored")
             last = next((line.strip() for line in reversed(text.strip().splitlines()) if line.strip()), text)
             lines.append(f"- ⚠ `{optimizer}` on {variant}: {len(rows)} trial(s): `{last[:200]}`")
+        lines.append("")
+    timeouts = trials[trials["status"] == "timeout"]
+    if len(timeouts):
+        lines += ["**Timed-out trials**, by optimizer and problem:", ""]
+        for (optimizer, variant), rows in timeouts.groupby(["optimizer", "variant"]):
+            lines.append(f"- ⚠ `{optimizer}` on {variant}: {len(rows)} trial(s): {rows['reason'].iloc[0]}")
         lines.append("")
     return "\n".join(lines)
