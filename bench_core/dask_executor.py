@@ -35,6 +35,7 @@ tasks that were merely queued behind it fail with it.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
@@ -50,6 +51,13 @@ from bench_core.trial import TrialResult
 CONNECT_TIMEOUT = "10s"
 #: How long close() waits for the client and cluster to shut down.
 CLOSE_TIMEOUT = 10
+#: A sweep whose cluster has had no worker for this many seconds ends with one line instead of waiting for ever
+#: (long enough for a nanny to restart a killed worker, or for an operator to start the first ones).
+NO_WORKERS_PATIENCE = 120.0
+#: How often the driver asks the scheduler how many workers it has, while it waits for results.
+WORKER_CHECK_SECONDS = 2.0
+#: How often the driver looks for finished tasks while it waits.
+POLL_SECONDS = 0.05
 
 
 class DaskExecutor(Executor):
@@ -119,19 +127,52 @@ class DaskExecutor(Executor):
 
         for _ in range(limit):
             submit_next()
-        for future in finished:
-            _, group = in_flight.pop(future.key)
-            self._futures.pop(future.key, None)
-            try:
-                results = future.result()
-            except (Exception, CancelledError) as exc:  # KilledWorker, CommClosedError, a cancelled task ...
-                results = [_lost(config, f"{type(exc).__name__}: {exc}") for config in group]
-            future.release()
-            submit_next()  # before yielding, so the cluster stays busy while the driver stores results
-            yield group, results
+        while not finished.is_empty():
+            for future in self._next_done(finished):
+                _, group = in_flight.pop(future.key)
+                self._futures.pop(future.key, None)
+                try:
+                    results = future.result()
+                except (Exception, CancelledError) as exc:  # KilledWorker, CommClosedError, a cancelled task ...
+                    results = [_lost(config, f"{type(exc).__name__}: {exc}") for config in group]
+                future.release()
+                submit_next()  # before yielding, so the cluster stays busy while the driver stores results
+                yield group, results
         if lost:
             raise UserError(f"the Dask scheduler {self.scheduler or 'of the local cluster'} is gone and the client "
                             "gave up reconnecting; finished trials are stored, run the same command again to resume")
+
+    def _next_done(self, finished: Any) -> list[Any]:
+        """The futures finished so far, waiting until there is one, and watching meanwhile that the cluster still
+        has workers: tasks wait for workers silently, so a cluster whose every worker is gone (killed, not
+        restarted, never started) would otherwise keep the sweep waiting for ever.
+
+        :raises UserError: after :data:`NO_WORKERS_PATIENCE` seconds without a single worker.
+        """
+        alone_since = None
+        checked = 0.0
+        while not finished.has_ready():
+            now = time.monotonic()
+            if now - checked >= WORKER_CHECK_SECONDS:
+                checked = now
+                if self._worker_count() == 0:
+                    alone_since = alone_since or now
+                    if now - alone_since >= NO_WORKERS_PATIENCE:
+                        raise UserError(
+                            f"the Dask cluster {self.scheduler or '(local)'} has had no workers for "
+                            f"{NO_WORKERS_PATIENCE:g} s; finished trials are stored: start workers and run the same "
+                            "command again to resume")
+                else:
+                    alone_since = None
+            time.sleep(POLL_SECONDS)
+        return finished.next_batch(block=False)
+
+    def _worker_count(self) -> int | None:
+        """Workers the scheduler knows now; ``None`` where it cannot be asked (a lost scheduler is handled apart)."""
+        try:
+            return len(self.client.scheduler_info()["workers"])
+        except Exception:
+            return None
 
     def close(self, cancel: bool = False) -> None:
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None

@@ -234,3 +234,39 @@ def test_a_scheduler_killed_mid_sweep_ends_it_with_one_error_line_not_a_hang(cat
         cluster.close()
     assert len(raised) == 1 and isinstance(raised[0], UserError) and "is gone" in str(raised[0]), raised
     assert len(seen) < len(sweep.trials) and any(r.status == "error" for r in seen)
+
+
+def test_a_cluster_left_without_workers_ends_the_sweep_with_one_error_line_not_a_wait(catalog, monkeypatch):
+    """Before: with every worker gone (the scheduler alive), tasks waited for workers and the sweep waited with
+    them, silently, for ever. Now, after NO_WORKERS_PATIENCE seconds without a worker, one UserError."""
+    import threading
+
+    monkeypatch.setattr(dask_executor, "NO_WORKERS_PATIENCE", 3.0)
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": [0.001, 0.002, 0.003, 0.004],
+                    "seconds": 4, "evals": 2, "device": "cpu"}, catalog)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+    executor = DaskExecutor(scheduler=cluster.scheduler_address)
+    timer = threading.Timer(6, lambda: cluster.scale(0))  # every worker retired; the scheduler lives on
+    timer.start()
+    seen: list = []
+    raised: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            for _, results in executor.run([c] for c in sweep.trials):
+                seen.extend(results)
+        except BaseException as exc:
+            raised.append(exc)
+
+    consumer = threading.Thread(target=consume, daemon=True)  # a hang fails the test instead of hanging it
+    try:
+        consumer.start()
+        consumer.join(timeout=90)
+        assert not consumer.is_alive(), "the sweep still waits 90 s after its last worker left"
+    finally:
+        timer.cancel()
+        executor.close()
+        cluster.close()
+    assert len(raised) == 1 and isinstance(raised[0], UserError), raised
+    assert "has had no workers for 3 s" in str(raised[0]) and "run the same command again" in str(raised[0])
+    assert len(seen) < len(sweep.trials)
