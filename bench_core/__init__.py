@@ -1,8 +1,12 @@
 """optbench: a plugin-based benchmark suite for gradient-descent optimizers.
 
-The names exported here are the public API for plugin authors; see ``bench_core.hookspecs``
-for the hooks a plugin implements.
+The names exported here are the public API: for plugin authors (specs, ``hookimpl``; see
+``bench_core.hookspecs`` for the hooks a plugin implements) and for scripts and notebooks
+(``run``, ``plan``, ``load_trials``, ``load_curves``, ``write_reports``, ``compare_files``,
+``RunContext``; see :mod:`bench_core.api`), the latter imported on first use.
 """
+
+from typing import Any
 
 from bench_core.batching import shuffled_batches
 from bench_core.classification import ClassificationProblem
@@ -25,6 +29,19 @@ from bench_core.trial import TrialConfig, TrialResult
 
 __version__ = "0.1.0"
 
+#: The run API, imported when first used (it pulls in the driver, the store and pandas).
+_API = {"run": "bench_core.api", "plan": "bench_core.api", "load_trials": "bench_core.api",
+        "load_curves": "bench_core.api", "write_reports": "bench_core.api", "compare_files": "bench_core.api",
+        "RunOutcome": "bench_core.api", "RunContext": "bench_core.context"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'bench_core' has no attribute {name!r}")
+
 __all__ = [
     "MAX_ELEMENTS",
     "Budget",
@@ -35,6 +52,8 @@ __all__ = [
     "Param",
     "Problem",
     "ProblemSpec",
+    "RunContext",
+    "RunOutcome",
     "ScheduleSpec",
     "SearchSpec",
     "Target",
@@ -45,6 +64,12 @@ __all__ = [
     "check_elements",
     "check_integer",
     "check_number",
+    "compare_files",
     "hookimpl",
+    "load_curves",
+    "load_trials",
+    "plan",
+    "run",
     "shuffled_batches",
+    "write_reports",
 ]

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench_core.catalog import Catalog, load_catalog
+from bench_core import api
+from bench_core.api import DEFAULT_REPORTS, DEFAULT_RESULTS, check_output_folder
+from bench_core.context import RunContext
+from bench_core.data import reading_data_from
 from bench_core.errors import UserError
 from bench_core.executors import EXECUTORS
 from bench_core.interrupts import tracking_sigint
 
-DEFAULT_RESULTS = "results/optbench.sqlite"
-DEFAULT_REPORTS = "reports"
-DATA_DIR_VARIABLE = "OPTBENCH_DATA_DIR"
 EXIT_TRIAL_ERRORS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
-#: Most worker processes a run may ask for: more is a typo, not a machine (each is a process with torch loaded).
-MAX_WORKERS = 1024
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="load a local plugin file or every .py file of a folder (repeatable)")
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", metavar="DIR",
-                      help="folder holding local data sets such as MNIST or CIFAR-10 (sets OPTBENCH_DATA_DIR), "
+                      help="folder holding local data sets such as MNIST or CIFAR-10 (default: $OPTBENCH_DATA_DIR), "
                       "searched before ./data and the system's /usr/share/datasets")
     results = argparse.ArgumentParser(add_help=False)
     results.add_argument("--results", default=DEFAULT_RESULTS, metavar="PATH",
@@ -186,21 +183,20 @@ def _version() -> str:
     return bench_core.__version__
 
 
-def _load(args: argparse.Namespace) -> Catalog:
-    catalog = load_catalog(args.plugins)
-    if catalog.conflicts:  # which plugin owns the name would depend on --plugins order: refuse, store nothing
-        raise UserError(catalog.conflicts[0])
-    for issue in catalog.issues:
+def _context(args: argparse.Namespace) -> RunContext:
+    """The run context of a command: its plugins and data folder; plugin problems are warned about, one line each."""
+    context = RunContext.create(args.plugins, data_dir=getattr(args, "data_dir", None))
+    for issue in context.catalog.issues:
         print(f"optbench: warning: {issue}", file=sys.stderr)
-    return catalog
+    return context
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from bench_core.listing import catalog_rows, render_listing
 
-    _use_data_dir(args)
-    catalog = _load(args)
-    rows = catalog_rows(catalog)
+    context = _context(args)
+    with reading_data_from(context.data_dir):  # the "Data sets" table says where this run would read them
+        rows = catalog_rows(context.catalog)
     print(json.dumps(rows, indent=2) if args.json else render_listing(rows))
     return 0
 
@@ -208,8 +204,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench_core.suite import adhoc_settings, read_suite
 
-    _use_data_dir(args)
-    catalog = _load(args)
+    context = _context(args)
     overrides = _overrides(args)
     if args.suite is None and args.problem is not None:
         settings, source = adhoc_settings(overrides["problems"]), "command line"
@@ -218,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings, source = read_suite(args.suite or "default")
         if args.name:
             settings["name"] = args.name
-    return _run_settings(args, catalog, settings, source, overrides)
+    return _run_settings(args, context, settings, source, overrides)
 
 
 def cmd_lr_range(args: argparse.Namespace) -> int:
@@ -227,8 +222,7 @@ def cmd_lr_range(args: argparse.Namespace) -> int:
 
     if args.steps < 3:
         raise UserError(f"--steps {args.steps}: a range test needs at least 3 steps")
-    _use_data_dir(args)
-    catalog = _load(args)
+    context = _context(args)
     try:
         settings = range_settings(parse_cli_values("--problem", args.problem, str),
                                   parse_cli_values("--optimizer", args.optimizer, str) if args.optimizer else None,
@@ -241,72 +235,40 @@ def cmd_lr_range(args: argparse.Namespace) -> int:
             overrides[attr] = parse_cli_values(f"--{attr.replace('_', '-')}", getattr(args, attr), kind)
     if args.device is not None:
         overrides["device"] = args.device
-    return _run_settings(args, catalog, settings, "command line", overrides)
+    return _run_settings(args, context, settings, "command line", overrides)
 
 
-def _run_settings(args: argparse.Namespace, catalog: Catalog, settings: dict[str, Any], source: str,
+def _run_settings(args: argparse.Namespace, context: RunContext, settings: dict[str, Any], source: str,
                   overrides: dict[str, Any]) -> int:
-    """Expand, run, store and report a sweep: what ``run`` and ``lr-range`` share."""
-    from bench_core.driver import run_sweep
-    from bench_core.executors import check_executor, default_workers
-    from bench_core.runner import ProblemCache
-    from bench_core.store import Store
-    from bench_core.suite import expand
+    """``run`` and ``lr-range`` from here on: a dry run counts, a run goes to :func:`bench_core.api.run`."""
     from bench_core.time_limits import parse_time_limit
 
-    check_executor(args.executor, args.scheduler)
     if args.trial_timeout is not None:
         try:
-            overrides = dict(overrides) | {"trial_timeout": parse_time_limit(args.trial_timeout, "--trial-timeout")}
+            overrides = overrides | {"trial_timeout": parse_time_limit(args.trial_timeout, "--trial-timeout")}
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    problems = ProblemCache(catalog)
-    sweep = expand(settings, catalog, source, overrides, problems, count_only=args.dry_run)
-    for notice in sweep.notices:
-        print(f"optbench: {notice}", file=sys.stderr)
-    if not sweep.planned:
-        raise UserError(f"{source}: the sweep has no trials")
-    device = sweep.device
-    workers = args.workers if args.workers is not None else default_workers(device, sweep.planned)
-    if not 1 <= workers <= MAX_WORKERS:
-        raise UserError(f"--workers {workers}: need from 1 to {MAX_WORKERS}")
-    if args.threads is not None and not 1 <= args.threads <= MAX_WORKERS:
-        raise UserError(f"--threads {args.threads}: need from 1 to {MAX_WORKERS}")
-    count = _trial_count(sweep)
-    if not args.dry_run and not args.no_report:
-        check_output_folder(Path(args.report_dir), "--report-dir")
+    if args.threads is not None and not 1 <= args.threads <= api.MAX_WORKERS:
+        raise UserError(f"--threads {args.threads}: need from 1 to {api.MAX_WORKERS}")
     if args.dry_run:
-        print(f"suite {sweep.name!r}: {count} on {device}, {workers} worker(s)")
+        from bench_core.executors import check_executor, default_workers
+
+        check_executor(args.executor, args.scheduler)
+        sweep = api.plan(settings, overrides=overrides, context=context, count_only=True, source=source)
+        for notice in sweep.notices:
+            print(f"optbench: {notice}", file=sys.stderr)
+        if not sweep.planned:
+            raise UserError(f"{source}: the sweep has no trials")
+        workers = args.workers if args.workers is not None else default_workers(sweep.device, sweep.planned)
+        if not 1 <= workers <= api.MAX_WORKERS:
+            raise UserError(f"--workers {workers}: need from 1 to {api.MAX_WORKERS}")
+        print(f"suite {sweep.name!r}: {api.trial_count(sweep)} on {sweep.device}, {workers} worker(s)")
         return 0
-    if args.executor == "dask" and args.scheduler is not None:
-        from bench_core.dask_executor import check_scheduler
-
-        check_scheduler(args.scheduler)  # before the results file is created: a wrong address writes nothing
-    with Store(args.results) as store:
-        print(f"optbench: suite {sweep.name!r} ({source}): {count} on {device} with {workers} worker(s); "
-              f"results in {args.results}", file=sys.stderr)
-        outcome = run_sweep(sweep, catalog, store, workers, progress=False if args.no_progress else None,
-                            problems=problems, rerun=args.rerun, executor=args.executor, scheduler=args.scheduler,
-                            threads=args.threads)
-        print(f"optbench: {outcome.summary()}", file=sys.stderr)
-        for config, message in outcome.errors[:10]:
-            print(f"optbench: error in trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",
-                  file=sys.stderr)
-        for config, message in outcome.timeouts[:10]:
-            print(f"optbench: timeout of trial {config.trial_id} ({config.problem}/{config.optimizer}): {message}",
-                  file=sys.stderr)
-        if not args.no_report:
-            from bench_core.report import write_report
-
-            path = write_report(store, sweep.name, Path(args.report_dir), catalog)
-            print(f"optbench: report written to {path}", file=sys.stderr)
-    return EXIT_TRIAL_ERRORS if outcome.errors or outcome.timeouts else 0
-
-
-def _trial_count(sweep: Any) -> str:
-    if not sweep.followups:
-        return f"{sweep.upfront} trials"
-    return f"{sweep.planned} trials ({sweep.upfront} up front, {sweep.planned - sweep.upfront} named in rounds)"
+    done = api.run(settings, overrides=overrides, source=source, results=args.results,
+                   report_dir=None if args.no_report else args.report_dir, workers=args.workers,
+                   executor=args.executor, scheduler=args.scheduler, threads=args.threads, rerun=args.rerun,
+                   progress=False if args.no_progress else None, context=context, echo=True)
+    return 0 if done.complete else EXIT_TRIAL_ERRORS
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -345,25 +307,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _use_data_dir(args: argparse.Namespace) -> None:
-    """``--data-dir`` as an environment variable, not a problem option: where the data lies is not part of a
-    trial's identity, and worker processes inherit it."""
-    if args.data_dir is not None:
-        if not Path(args.data_dir).is_dir():
-            raise UserError(f"--data-dir {args.data_dir}: no such folder")
-        os.environ[DATA_DIR_VARIABLE] = str(Path(args.data_dir).resolve())
-
-
 def cmd_check_plugin(args: argparse.Namespace) -> int:
     from bench_core.testing import check_optimizer, check_problem, format_table
 
-    _use_data_dir(args)
     given = Path(args.name).expanduser()
     if given.suffix == ".py" and given.is_file():  # a plugin file, as given (relative or not): load and check it
         args.name = str(given.resolve())
         if args.name not in {str(Path(p).expanduser().resolve()) for p in args.plugins}:
             args.plugins = [*args.plugins, args.name]
-    catalog = _load(args)
+    context = _context(args)
+    catalog = context.catalog
     targets = [(kind, name) for (kind, name), plugin in catalog.origin.items()
                if plugin == args.name and kind in ("optimizer", "problem")]
     targets += [(kind, args.name) for kind in ("optimizer", "problem") if args.name in catalog.entries(kind)]
@@ -376,7 +329,9 @@ def cmd_check_plugin(args: argparse.Namespace) -> int:
             if kind == "optimizer":
                 results = check_optimizer(catalog.optimizers[name])
             else:
-                results = check_problem(catalog.problems[name], device=args.device, reach_target=not args.skip_slow)
+                with reading_data_from(context.data_dir):
+                    results = check_problem(catalog.problems[name], device=args.device,
+                                            reach_target=not args.skip_slow)
         except ValueError as exc:  # the spec's exempt names a check the kit does not have
             raise UserError(f"check-plugin: {exc}") from None
         bad = sum(not r.passed for r in results)
@@ -389,28 +344,13 @@ def cmd_check_plugin(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench_core.report import write_report
-    from bench_core.store import Store
-
     if args.compare:
-        from bench_core.compare import write_comparison
-
-        for path in args.compare:
-            _require_file(path, "--compare")
-        path = write_comparison(Path(args.compare[0]), Path(args.compare[1]), Path(args.out))
+        path = api.compare_files(*args.compare, out=args.out)
         print(f"optbench: comparison written to {path}", file=sys.stderr)
         return 0
     check_output_folder(Path(args.out), "--out")
-    catalog = _load(args)
-    with Store(args.results, create=False) as store:
-        suites = args.suite or store.suites()
-        if not suites:
-            raise UserError(f"{args.results}: no suites stored yet (run one with 'optbench run')")
-        for suite in suites:
-            if suite not in store.suites():
-                raise UserError(f"{args.results}: no suite {suite!r} (stored: {', '.join(store.suites())})")
-            path = write_report(store, suite, Path(args.out), catalog)
-            print(f"optbench: report written to {path}", file=sys.stderr)
+    for path in api.write_reports(args.results, args.suite, args.out, _context(args)):
+        print(f"optbench: report written to {path}", file=sys.stderr)
     return 0
 
 
@@ -424,26 +364,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         store.export(args.output, format=args.format, suite=args.suite)
     print(f"optbench: wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def check_output_folder(folder: Path, flag: str) -> None:
-    """Refuse, before any work, an output folder that is a file or that we may not create or write.
-
-    A sweep of hours must not end in a traceback because its report has nowhere to go; the
-    nearest existing folder above a missing one is what must be writable.
-    """
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{flag} {folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {folder}: cannot write to {existing} (permission denied)")
-
-
-def _require_file(path: str, flag: str = "--results") -> None:
-    if not Path(path).is_file():
-        raise UserError(f"{flag} {path}: no such file (run a suite first, or pass --results PATH)")
 
 
 if __name__ == "__main__":

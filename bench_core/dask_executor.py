@@ -68,6 +68,7 @@ class DaskExecutor(Executor):
     :param scheduler: address of a running Dask scheduler (``tcp://HOST:8786``); None starts a local cluster.
     :param workers: worker processes of the local cluster; ignored with ``scheduler``.
     :param threads_per_worker: torch threads per task (see the module docstring for the defaults).
+    :param data_dir: the run's data folder, for the workers' problem builds (``None``: their user default).
     :param time_limit: each trial's; tasks run in worker threads, where only the runner's per-step check
         applies (see :mod:`bench_core.time_limits`).
     :raises UserError: when ``distributed`` is not installed or the scheduler cannot be reached.
@@ -75,9 +76,10 @@ class DaskExecutor(Executor):
 
     def __init__(self, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
                  scheduler: str | None = None, workers: int = 2, threads_per_worker: int | None = None,
-                 time_limit: TimeLimit = AUTO) -> None:
+                 time_limit: TimeLimit = AUTO, data_dir: str | None = None) -> None:
         distributed = _distributed()
         self.time_limit = time_limit
+        self.data_dir = data_dir
         self._distributed = distributed
         self.plugin_paths = tuple(str(p) for p in plugin_paths)
         self.autoload = autoload
@@ -119,7 +121,7 @@ class DaskExecutor(Executor):
                     lost.append(group)
                     return
                 future = self.client.submit(_run_on_worker, group, self.plugin_paths, self.autoload, self.threads,
-                                            self.time_limit, pure=False)
+                                            self.time_limit, self.data_dir, pure=False)
                 in_flight[future.key] = (future, group)
                 self._futures[future.key] = future
                 finished.add(future)
@@ -215,14 +217,14 @@ def check_scheduler(scheduler: str) -> None:
         client.close(timeout=CLOSE_TIMEOUT)
 
 
-_worker_problems: dict[tuple[tuple[str, ...], bool | None], ProblemCache] = {}
+_worker_problems: dict[tuple[tuple[str, ...], bool | None, str | None], ProblemCache] = {}
 
 
 def _run_on_worker(group: Group, plugin_paths: tuple[str, ...], autoload: bool | None,
-                   threads: int, time_limit: TimeLimit = AUTO) -> list[TrialResult]:
+                   threads: int, time_limit: TimeLimit = AUTO, data_dir: str | None = None) -> list[TrialResult]:
     """The task: run one group on a worker, with a catalog built once per worker process."""
-    key = (tuple(plugin_paths), autoload)
+    key = (tuple(plugin_paths), autoload, data_dir)
     problems = _worker_problems.get(key)
     if problems is None:
-        problems = _worker_problems[key] = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
+        problems = _worker_problems[key] = ProblemCache(load_catalog(plugin_paths, autoload=autoload), data_dir)
     return run_trials(group, problems, threads, time_limit)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from bench_core.catalog import Catalog
 from bench_core.configuration import trial_score
+from bench_core.context import RunContext
 from bench_core.environment import environment
 from bench_core.executors import TRIAL_THREADS, make_executor
 from bench_core.fingerprint import Fingerprints, describe_change
@@ -50,8 +51,7 @@ class SweepOutcome:
         return f"{self.total} trials: {self.skipped} already stored, ran {sum(self.counts.values())} ({ran})"
 
 
-def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progress: bool | None = None,
-              autoload: bool | None = None, problems: ProblemCache | None = None,
+def run_sweep(sweep: Sweep, context: RunContext | Catalog, store: Store, workers: int, progress: bool | None = None,
               rerun: bool = False, executor: str = "auto", scheduler: str | None = None,
               threads: int | None = None) -> SweepOutcome:
     """Run every trial of ``sweep`` not yet stored (every trial with ``rerun``), one transaction per trial.
@@ -62,7 +62,10 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
     loses at most the trials in flight; a re-run picks up the rest. ``executor`` and
     ``scheduler`` choose where trials run (see :func:`bench_core.executors.make_executor`), ``threads`` the
     torch threads of each trial (default :data:`bench_core.executors.TRIAL_THREADS`, whatever the executor).
+    ``context``: the run's (:class:`~bench_core.context.RunContext`); a bare catalog means the default one.
     """
+    context = context if isinstance(context, RunContext) else RunContext(context)
+    catalog = context.catalog
     ids = [config.trial_id for config in sweep.trials]
     threads = threads or TRIAL_THREADS
     store.begin_run(sweep.name, sweep.settings, environment(catalog, sweep.device, workers, threads))
@@ -102,7 +105,7 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
         elif result.status == "timeout":
             outcome.timeouts.append((config, result.reason or "stopped at its time limit"))
 
-    limits = TrialLimits(problems or ProblemCache(catalog), sweep.time_limit)
+    limits = TrialLimits(context.problems, sweep.time_limit)
     done = set() if rerun else store.done_ids(ids)
     kept_timeouts = set() if rerun else timeouts_to_keep(sweep.trials, store, limits)
     done |= kept_timeouts
@@ -124,8 +127,8 @@ def run_sweep(sweep: Sweep, catalog: Catalog, store: Store, workers: int, progre
                   file=sys.stderr)
         bar = tqdm(total=expected, unit="trial", desc=sweep.name, disable=None if progress is None else not progress,
                    file=sys.stderr, dynamic_ncols=True)
-        with bar, make_executor(min(workers, expected), catalog, autoload, problems, executor, scheduler,
-                                threads, sweep.time_limit) as backend:
+        with bar, make_executor(min(workers, expected), context, executor, scheduler, threads,
+                                sweep.time_limit) as backend:
             while todo:
                 store.add_to_suite(sweep.name, [config.trial_id for config in todo])
                 unsaved: list[tuple[TrialConfig, TrialResult]] = []

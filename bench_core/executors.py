@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 
 from bench_core.catalog import Catalog, load_catalog
+from bench_core.context import RunContext
 from bench_core.errors import UserError
 from bench_core.interrupts import trust_every_interrupt_to_code
 from bench_core.runner import ProblemCache, run_trials
@@ -91,11 +92,12 @@ class ProcessPoolExecutorBackend(Executor):
     """
 
     def __init__(self, workers: int, plugin_paths: Sequence[str] = (), autoload: bool | None = None,
-                 threads_per_worker: int | None = None, time_limit: TimeLimit = AUTO) -> None:
+                 threads_per_worker: int | None = None, time_limit: TimeLimit = AUTO,
+                 data_dir: str | None = None) -> None:
         self.workers = workers
         self.time_limit = time_limit
         self.threads = threads_per_worker or TRIAL_THREADS
-        self.initargs = (tuple(plugin_paths), autoload, self.threads)
+        self.initargs = (tuple(plugin_paths), autoload, self.threads, data_dir)
         self._in_flight: dict[Future, Group] = {}
         self.pool = self._start()
 
@@ -212,24 +214,26 @@ def check_executor(kind: str, scheduler: str | None) -> None:
         raise UserError(f"--scheduler {scheduler}: only the dask executor takes a scheduler (add --executor dask)")
 
 
-def make_executor(workers: int, catalog: Catalog, autoload: bool | None = None,
-                  problems: ProblemCache | None = None, kind: str = "auto",
-                  scheduler: str | None = None, threads: int | None = None, time_limit: TimeLimit = AUTO) -> Executor:
-    """The executor ``kind`` with ``workers`` workers (the in-process one reuses ``problems`` already built).
+def make_executor(workers: int, context: RunContext | Catalog, kind: str = "auto", scheduler: str | None = None,
+                  threads: int | None = None, time_limit: TimeLimit = AUTO) -> Executor:
+    """The executor ``kind`` with ``workers`` workers for a run in ``context`` (a bare catalog: the default context).
 
-    ``scheduler`` is the address of a running Dask scheduler; without it the Dask executor
-    starts a local cluster of ``workers`` processes. ``time_limit``: each trial's (see
-    :mod:`bench_core.time_limits`).
+    The in-process executor reuses the problems the context has built; workers elsewhere rebuild the
+    context from its plugin paths, autoload setting and data folder. ``scheduler`` is the address of a
+    running Dask scheduler; without it the Dask executor starts a local cluster of ``workers``
+    processes. ``time_limit``: each trial's (see :mod:`bench_core.time_limits`).
     """
     check_executor(kind, scheduler)
+    context = context if isinstance(context, RunContext) else RunContext(context)
     if kind == "dask":
         from bench_core.dask_executor import DaskExecutor
 
-        return DaskExecutor(catalog.plugin_paths, autoload, scheduler=scheduler, workers=workers,
-                            threads_per_worker=threads, time_limit=time_limit)
+        return DaskExecutor(context.plugin_paths, context.autoload, scheduler=scheduler, workers=workers,
+                            threads_per_worker=threads, time_limit=time_limit, data_dir=context.data_dir)
     if kind == "inprocess" or (kind == "auto" and workers <= 1):
-        return InProcessExecutor(catalog, problems, threads, time_limit)
-    return ProcessPoolExecutorBackend(workers, catalog.plugin_paths, autoload, threads, time_limit)
+        return InProcessExecutor(context.catalog, context.problems, threads, time_limit)
+    return ProcessPoolExecutorBackend(workers, context.plugin_paths, context.autoload, threads, time_limit,
+                                      context.data_dir)
 
 
 def default_workers(device: str, trials: int) -> int:
@@ -295,13 +299,14 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="optbench-parent-watch", daemon=True).start()
 
 
-def _init_worker(plugin_paths: tuple[str, ...], autoload: bool | None, threads: int, parent: int) -> None:
+def _init_worker(plugin_paths: tuple[str, ...], autoload: bool | None, threads: int, data_dir: str | None,
+                 parent: int) -> None:
     global _worker_problems
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     trust_every_interrupt_to_code()
     torch.set_num_threads(threads)
-    _worker_problems = ProblemCache(load_catalog(plugin_paths, autoload=autoload))
+    _worker_problems = ProblemCache(load_catalog(plugin_paths, autoload=autoload), data_dir)
 
 
 def _run_in_worker(group: Group, time_limit: TimeLimit) -> list[TrialResult]:

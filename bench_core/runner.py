@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import traceback
 from collections.abc import Iterable, Mapping
@@ -60,6 +61,7 @@ import torch
 
 from bench_core.catalog import Catalog
 from bench_core.closure import closure_step
+from bench_core.data import reading_data_from
 from bench_core.interrupts import raised_by_code
 from bench_core.specs import Problem
 from bench_core.time_limits import AUTO, TimeLimit, TrialTimeout, alarm, derived_limit, describe
@@ -83,17 +85,23 @@ SECONDS_SCHEDULE_STEPS = 10_000
 
 
 class ProblemCache:
-    """Built problems by (name, options, device), so a process loads each data set once."""
+    """Built problems by (name, options, device), so a process loads each data set once.
 
-    def __init__(self, catalog: Catalog) -> None:
+    ``data_dir``: the run's data folder, made current while a problem is built (see :mod:`bench_core.data`);
+    ``None`` leaves the user's default (``$OPTBENCH_DATA_DIR``, then ``./data`` and the system's folder).
+    """
+
+    def __init__(self, catalog: Catalog, data_dir: str | os.PathLike[str] | None = None) -> None:
         self.catalog = catalog
+        self.data_dir = None if data_dir is None else str(data_dir)
         self._built: dict[tuple[str, str, str], Problem] = {}
 
     def get(self, name: str, options: Mapping[str, Any], device: str) -> Problem:
         key = (name, json.dumps(dict(options), sort_keys=True), str(device))
         if key not in self._built:
             spec = self.catalog.get("problem", name)
-            problem = spec.build(device=torch.device(device), **dict(options))
+            with reading_data_from(self.data_dir):
+                problem = spec.build(device=torch.device(device), **dict(options))
             if not isinstance(problem, Problem):
                 raise TypeError(f"problem {name!r}: build() returned {type(problem).__name__}, not a Problem")
             self._built[key] = problem

@@ -4,7 +4,8 @@ optbench never downloads anything: a benchmark run should not depend on a mirror
 up, and the results should not depend on which copy was fetched. Data sets are looked
 for where a user or a system package already keeps them, in this order (:func:`data_roots`):
 
-1. ``$OPTBENCH_DATA_DIR`` (``--data-dir`` on the command line), when set;
+1. the run's data folder (``--data-dir``, ``bench_core.run(data_dir=...)``), else
+   ``$OPTBENCH_DATA_DIR`` when set (:func:`bench_core.data.requested_data_dir`);
 2. ``./data``;
 3. the system's data folder, ``/usr/share/datasets``, where Debian's data packages put
    them (``apt-get install dataset-fashion-mnist`` gives
@@ -37,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_core.data import DATA_DIR_ENV, requested_data_dir
+
 __all__ = [
     "CIFAR10_RECORD_BYTES",
     "CIFAR10_TEST_FILE",
@@ -58,7 +61,6 @@ __all__ = [
     "read_idx",
 ]
 
-DATA_DIR_ENV = "OPTBENCH_DATA_DIR"
 #: Where system packages install data sets (Debian's ``dataset-*`` packages).
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 
@@ -126,15 +128,15 @@ DATASETS = {
 
 
 def data_dir() -> Path:
-    """The user's data folder: ``$OPTBENCH_DATA_DIR`` if set, else ``./data``."""
-    value = os.environ.get(DATA_DIR_ENV)
-    return Path(value) if value else Path("data")
+    """The user's data folder: the run's (``--data-dir``), else ``$OPTBENCH_DATA_DIR``, else ``./data``."""
+    return requested_data_dir() or Path("data")
 
 
 def data_roots() -> list[Path]:
-    """The folders data sets are looked for under, in order: ``$OPTBENCH_DATA_DIR``, ``./data``, the system's."""
-    roots = [Path(os.environ[DATA_DIR_ENV])] if os.environ.get(DATA_DIR_ENV) else []
-    return [*roots, Path("data"), SYSTEM_DATA_DIR]
+    """The folders data sets are looked for under, in order: the run's data folder (``--data-dir``, else
+    ``$OPTBENCH_DATA_DIR``), ``./data``, the system's."""
+    requested = requested_data_dir()
+    return [*([requested] if requested else []), Path("data"), SYSTEM_DATA_DIR]
 
 
 def candidate_folders(key: str) -> list[Path]:
