@@ -160,7 +160,7 @@ def load_trials(results: PathLike = DEFAULT_RESULTS, suite: str | None = None) -
     """
     from bench_core.store import Store
 
-    with Store(_existing(results), create=False) as store:
+    with Store(results, create=False) as store:
         _check_suite(store, suite, results)
         return store.trials(suite)
 
@@ -169,7 +169,7 @@ def load_curves(results: PathLike = DEFAULT_RESULTS, suite: str | None = None) -
     """One row per evaluation point of every stored trial (of ``suite``, or all): the learning curves."""
     from bench_core.store import Store
 
-    with Store(_existing(results), create=False) as store:
+    with Store(results, create=False) as store:
         _check_suite(store, suite, results)
         return store.curves(suite)
 
@@ -182,7 +182,7 @@ def write_reports(results: PathLike = DEFAULT_RESULTS, suites: Sequence[str] | N
 
     check_output_folder(Path(out), "--out")
     context = context or RunContext.create()
-    with Store(_existing(results), create=False) as store:
+    with Store(results, create=False) as store:
         names = list(suites or store.suites())
         if not names:
             raise UserError(f"{results}: no suites stored yet (run one with 'optbench run')")

@@ -7,6 +7,3 @@ class UserError(Exception):
     The CLI prints the message on one line and exits with status 2; nothing stored is touched.
     """
 
-
-class PluginError(Exception):
-    """A plugin broke its contract; the message names the plugin and where it came from."""

@@ -3,8 +3,8 @@
 An adaptive search (TPE) proposes its next round from the scores of the last ones; a
 batch-size transfer re-runs the best setting found at one batch size at others. Neither
 can be expanded up front, so a :class:`~bench_core.suite.Sweep` carries them as
-follow-ups and the driver asks each for its :meth:`FollowUp.pending` trials after every
-round, until none has any left.
+follow-ups and the driver replays each (:meth:`FollowUp.replay`) after every round for the
+trials it names next, until none has any left.
 
 A follow-up is pure: it replays its decisions from the stored scores every time it is
 asked. That is what makes a follow-up resumable: after an interruption, the replay
@@ -63,9 +63,6 @@ class FollowUp(ABC):
     @abstractmethod
     def replay(self, scores: Scores) -> tuple[list[TrialConfig], list[TrialConfig]]:
         """``(done, pending)``: the trials with scores so far, and those to run next (none: complete)."""
-
-    def pending(self, scores: Scores) -> list[TrialConfig]:
-        return self.replay(scores)[1]
 
     def complete(self, scores: Scores) -> list[TrialConfig] | None:
         """Every trial of the follow-up once all have scores, else ``None``."""

@@ -513,7 +513,7 @@ class ProblemSpec:
     """A problem the harness can run: how to build it, its options and default budget.
 
     ``build(device=..., **options)`` returns a :class:`Problem`. ``options`` lists every
-    option with its default; a suite may override any of them (``[problems.NAME.options]``).
+    option with its default; a suite may override any of them (``[problem.NAME.options]``).
     """
 
     name: str

@@ -34,8 +34,11 @@ newer version than this optbench knows is refused untouched. Version 3 added
 ``gradient_evaluations`` and ``gradient_evaluations_to_target`` (NULL, read as NaN, for
 older trials: one per step) and
 ``fingerprint`` (``{}`` for older trials: unknown). Version 4 added the ``timeout`` status and
-``time_limit`` (NULL for older trials: none recorded); the trials table is copied into one of the
-new shape, as SQLite cannot change a CHECK constraint in place.
+``time_limit`` (NULL for older trials: none recorded), and made the configuration's columns
+(``problem``, ``optimizer``, ``lr``, ``batch_size``, ``schedule``, ``seed``, ``device``,
+``budget_unit``, ``budget_amount``) generated from the ``config`` JSON, its one source of truth,
+kept for SQL queries; the trials table is copied into one of the new shape, as SQLite cannot
+change a CHECK constraint or make a column generated in place.
 
 Opening refuses, in one :class:`UserError` line and before anything is written, whatever is
 not a sound optbench file: a FIFO or other non-regular path, a damaged file (``quick_check``,
@@ -65,7 +68,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from bench_core.errors import UserError
-from bench_core.trial import TrialConfig, TrialResult
+from bench_core.trial import STATUSES, TrialConfig, TrialResult
 
 #: Bump on any change to the tables below, and teach :meth:`Store._open_schema` to migrate.
 SCHEMA_VERSION = 4
@@ -76,20 +79,20 @@ EXPORT_FORMATS = ("csv",)
 #: Statuses that count as a result; an ``error`` is a failure and is retried on a re-run.
 DONE_STATUSES = ("ok", "diverged")
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE trials (
     trial_id TEXT PRIMARY KEY,
     config TEXT NOT NULL,
-    problem TEXT NOT NULL,
-    optimizer TEXT NOT NULL,
-    lr REAL,
-    batch_size INTEGER,
-    schedule TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    device TEXT NOT NULL,
-    budget_unit TEXT NOT NULL,
-    budget_amount INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'diverged', 'error', 'timeout')),
+    problem TEXT GENERATED ALWAYS AS (json_extract(config, '$.problem')) VIRTUAL,
+    optimizer TEXT GENERATED ALWAYS AS (json_extract(config, '$.optimizer')) VIRTUAL,
+    lr REAL GENERATED ALWAYS AS (json_extract(config, '$.hyperparams.lr')) VIRTUAL,
+    batch_size INTEGER GENERATED ALWAYS AS (json_extract(config, '$.batch_size')) VIRTUAL,
+    schedule TEXT GENERATED ALWAYS AS (json_extract(config, '$.schedule')) VIRTUAL,
+    seed INTEGER GENERATED ALWAYS AS (json_extract(config, '$.seed')) VIRTUAL,
+    device TEXT GENERATED ALWAYS AS (json_extract(config, '$.device')) VIRTUAL,
+    budget_unit TEXT GENERATED ALWAYS AS (json_extract(config, '$.budget.unit')) VIRTUAL,
+    budget_amount INTEGER GENERATED ALWAYS AS (json_extract(config, '$.budget.amount')) VIRTUAL,
+    status TEXT NOT NULL CHECK (status IN ({', '.join(repr(status) for status in STATUSES)})),
     error TEXT,
     steps INTEGER NOT NULL,
     samples INTEGER NOT NULL,
@@ -106,10 +109,10 @@ CREATE TABLE trials (
     finished_at TEXT NOT NULL,
     target_every INTEGER,
     reason TEXT,
-    metric_ranges TEXT NOT NULL DEFAULT '{}',
+    metric_ranges TEXT NOT NULL DEFAULT '{{}}',
     gradient_evaluations INTEGER,
     gradient_evaluations_to_target INTEGER,
-    fingerprint TEXT NOT NULL DEFAULT '{}',
+    fingerprint TEXT NOT NULL DEFAULT '{{}}',
     time_limit REAL
 );
 CREATE TABLE runs (
@@ -127,7 +130,8 @@ CREATE TABLE suite_trials (
 """
 
 _TRIALS_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE trials ("):SCHEMA.index(");") + 2]
-_TRIAL_COLUMNS = ", ".join(line.split()[0] for line in _TRIALS_TABLE.splitlines()[1:-1])
+#: The stored (not generated) columns of the trials table, which a migration copies.
+_TRIAL_COLUMNS = ", ".join(line.split()[0] for line in _TRIALS_TABLE.splitlines()[1:-1] if "GENERATED" not in line)
 
 #: How to bring a file of an older schema version up to date: version -> statements to
 #: the next version, run in one transaction by :meth:`Store._open_schema`.
@@ -138,7 +142,8 @@ MIGRATIONS = {
     2: ("ALTER TABLE trials ADD COLUMN gradient_evaluations INTEGER",
         "ALTER TABLE trials ADD COLUMN gradient_evaluations_to_target INTEGER",
         "ALTER TABLE trials ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '{}'"),
-    # SQLite cannot change a CHECK constraint in place: copy the rows into a table of the new shape.
+    # SQLite can neither change a CHECK constraint in place nor turn a column into a generated one: copy the
+    # stored columns into a table of the new shape.
     3: ("ALTER TABLE trials ADD COLUMN time_limit REAL",
         _TRIALS_TABLE.replace("TABLE trials (", "TABLE trials_v4 (").rstrip(";"),
         f"INSERT INTO trials_v4 ({_TRIAL_COLUMNS}) SELECT {_TRIAL_COLUMNS} FROM trials",
@@ -420,15 +425,6 @@ class Store:
         row = {
             "trial_id": config.trial_id,
             "config": config.to_json(),
-            "problem": config.problem,
-            "optimizer": config.optimizer,
-            "lr": _real(config.hyperparams.get("lr")),
-            "batch_size": config.batch_size,
-            "schedule": config.schedule,
-            "seed": config.seed,
-            "device": config.device,
-            "budget_unit": config.budget.unit,
-            "budget_amount": config.budget.amount,
             "status": result.status,
             "time_limit": _real(result.time_limit),
             "error": result.error,

@@ -115,7 +115,7 @@ def test_an_interrupted_round_resumes_with_only_its_missing_trials(catalog, tmp_
         whole = store.trials("tpe").set_index("trial_id")
     with Store(tmp_path / "cut.sqlite") as store:
         # three trials of the first round stored, as a sweep killed mid-round leaves them
-        first_round = expand(settings, catalog).followups[0].pending(lambda configs: [None] * len(configs))
+        first_round = expand(settings, catalog).followups[0].replay(lambda configs: [None] * len(configs))[1]
         cache = ProblemCache(catalog)
         for config in first_round[:3]:
             store.save(config, run_trial(config, cache))
