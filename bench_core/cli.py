@@ -168,10 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUT/compare/README.md, flagging changes beyond seed noise")
     report.set_defaults(handler=cmd_report)
 
-    export = commands.add_parser("export", parents=[results], help="export stored trials to a file",
-                                 description="Export one row per stored trial (flattened metrics).")
-    export.add_argument("--format", default="csv", choices=["csv"], help="output format (default: csv)")
-    export.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    export = commands.add_parser(
+        "export", parents=[results], help="export stored trials or learning curves to a CSV or Parquet file",
+        description="Export the stored results to one file: one row per trial (flattened settings, results and "
+        "metrics; --what trials), or one row per evaluation point of each trial's learning curve, with the "
+        "trial's settings on every row (--what curves). Both formats hold the same columns and values; dicts "
+        "are JSON text and integer columns stay integers. The file is written whole or not at all.")
+    export.add_argument("--what", default="trials", choices=["trials", "curves"],
+                        help="trials: one row per trial (default); curves: one row per evaluation point "
+                        "(trial_id, settings, step, samples, seconds, lr, metrics)")
+    export.add_argument("--format", choices=["csv", "parquet"],
+                        help="csv, or parquet (needs the 'parquet' extra: pip install 'optbench[parquet]'); "
+                        "default: parquet when FILE ends in .parquet or .pq, else csv")
+    export.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="file to write, replaced only once complete; '-' for standard output (Parquet "
+                        "only when that is a pipe or a file, not a terminal)")
     export.add_argument("--suite", help="only the trials of this suite")
     export.set_defaults(handler=cmd_export)
     return parser
@@ -355,14 +366,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from bench_core.export import STDOUT, export, format_for, require_pyarrow
     from bench_core.store import Store
 
-    check_output_folder(Path(args.output).parent, "-o")
+    file_format = args.format or format_for(args.output)
+    if file_format == "parquet":
+        require_pyarrow()  # before the results file is opened: a missing extra is the first thing to hear
+    if args.output != STDOUT:
+        check_output_folder(Path(args.output).parent, "-o")
     with Store(args.results, create=False) as store:
         if args.suite and args.suite not in store.suites():
             raise UserError(f"{args.results}: no suite {args.suite!r} (stored: {', '.join(store.suites())})")
-        store.export(args.output, format=args.format, suite=args.suite)
-    print(f"optbench: wrote {args.output}", file=sys.stderr)
+        export(store, args.output, format=file_format, suite=args.suite, what=args.what)
+    where = "standard output" if args.output == STDOUT else args.output
+    print(f"optbench: wrote the {args.what} as {file_format} to {where}", file=sys.stderr)
     return 0
 
 

@@ -75,7 +75,6 @@ SCHEMA_VERSION = 4
 #: ``PRAGMA application_id`` ("OPTB"): tells our files from other SQLite databases.
 APPLICATION_ID = 0x4F505442
 SQLITE_MAGIC = b"SQLite format 3\x00"
-EXPORT_FORMATS = ("csv",)
 #: Statuses that count as a result; an ``error`` is a failure and is retried on a re-run.
 DONE_STATUSES = ("ok", "diverged")
 
@@ -553,7 +552,8 @@ class Store:
         tail["finished_at"] = pd.to_datetime(tail["finished_at"], utc=True, format="ISO8601")
         parts = [
             base[["trial_id"]], config,
-            _hyperparameter_columns(_prefixed(base.index, [c["hyperparams"] for c in configs], "hp.", first="lr")),
+            _hyperparameter_columns(_prefixed(base.index, [c["hyperparams"] for c in configs], "hp.", first="lr",
+                                              raw=True)),
             setup,
             _prefixed(base.index, [c["schedule_options"] for c in configs], "sched."),
             _prefixed(base.index, [c["problem_options"] for c in configs], "opt."),
@@ -599,27 +599,16 @@ class Store:
         frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True, format="ISO8601")
         return frame
 
-    def export(self, path: str | os.PathLike[str], format: str = "csv", suite: str | None = None) -> None:
-        """Write :meth:`trials` (of ``suite``, or all) to ``path``; only ``format="csv"`` so far.
+    def export(self, path: str | os.PathLike[str], format: str = "csv", suite: str | None = None,
+               what: str = "trials") -> None:
+        """Write the trials (or, ``what="curves"``, the learning curves) of ``suite``, or all, to ``path``.
 
-        Parquet can come later (it needs pyarrow). In the CSV, missing values are empty
-        cells, integer columns that may be missing stay integers, and any dict or list
-        value is written as JSON; ``config`` is already JSON text.
+        ``format`` is ``"csv"`` or ``"parquet"`` (needs pyarrow); see :mod:`bench_core.export`,
+        which holds the code so that the store stays about storing.
         """
-        if format not in EXPORT_FORMATS:
-            raise ValueError(f"export format {format!r} is not supported (supported: {', '.join(EXPORT_FORMATS)})")
-        frame = self.trials(suite)
-        for name in NULLABLE_INTEGERS:
-            frame[name] = frame[name].astype("Int64")
-        for name in frame.columns:
-            if pd.api.types.is_object_dtype(frame[name]):
-                frame[name] = frame[name].map(lambda v: _dumps(v) if isinstance(v, dict | list) else v)
-        try:
-            with replacing(Path(path)) as temporary:
-                frame.to_csv(temporary, index=False)
-        except OSError as exc:
-            raise UserError(f"cannot write {path}: {exc.strerror or exc}; nothing was exported "
-                            "(an older file there is kept)") from exc
+        from bench_core.export import export
+
+        export(self, path, format=format, suite=suite, what=what)
 
     def _column_json(self, base: pd.DataFrame, column: str) -> list[Any]:
         """``column`` of ``base`` parsed, a row that does not parse refused by its trial id."""
@@ -783,11 +772,21 @@ def _suite_filter(suite: str | None) -> str:
 
 
 def _prefixed(index: pd.Index, dicts: list[dict[str, Any]], prefix: str, first: str | None = None,
-              numeric: bool = False) -> pd.DataFrame:
-    """Flatten one dict per row into ``<prefix><key>`` columns (sorted, ``first`` leading)."""
+              numeric: bool = False, raw: bool = False) -> pd.DataFrame:
+    """Flatten one dict per row into ``<prefix><key>`` columns (sorted, ``first`` leading).
+
+    ``raw`` keeps each value's Python type (object columns, NaN where a row lacks the key): pandas
+    would turn a column of whole numbers with gaps into floats, and the caller could no longer tell
+    an integer hyperparameter from a float one.
+    """
     rows = [{key: _dumps(value) if isinstance(value, dict | list) else value for key, value in d.items()}
             for d in dicts]
-    frame = pd.DataFrame.from_records(rows, index=index) if rows else pd.DataFrame(index=index)
+    if raw:
+        keys = list(dict.fromkeys(key for row in rows for key in row))
+        frame = pd.DataFrame({key: pd.Series([row.get(key, math.nan) for row in rows], index=index, dtype=object)
+                              for key in keys}, index=index)
+    else:
+        frame = pd.DataFrame.from_records(rows, index=index) if rows else pd.DataFrame(index=index)
     keys = sorted(frame.columns, key=lambda key: (key != first, key))
     frame = frame[keys].astype(float) if numeric else frame[keys]
     return frame.add_prefix(prefix)

@@ -204,8 +204,8 @@ def test_export_csv_reads_back_with_the_same_rows(store, tmp_path):
     assert back.loc[cfgs[1].trial_id, "reason"] == diverged_result(cfgs[1]).reason
     assert back.loc[cfgs[1].trial_id, "target_every"] == 150
     assert back.loc[cfgs[2].trial_id, "error"] == error_result(cfgs[2]).error
-    with pytest.raises(ValueError, match="'parquet'"):
-        store.export(tmp_path / "t.parquet", format="parquet")
+    with pytest.raises(ValueError, match="'xlsx'"):
+        store.export(tmp_path / "t.xlsx", format="xlsx")
 
 
 def test_a_file_that_is_not_a_results_database_is_refused_and_untouched(tmp_path):
