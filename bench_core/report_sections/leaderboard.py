@@ -126,8 +126,10 @@ def _steps_cell(entry: Entry) -> str:
 
 
 def _ended_above_mark(entry: Entry, initial: pd.Series) -> str:
-    start = entry.ok["trial_id"].map(initial)
-    above = entry.ok["final.train_loss"] > start if "final.train_loss" in entry.ok else pd.Series(dtype=bool)
+    if entry.ok.empty or "final.train_loss" not in entry.ok:
+        return ""
+    start = entry.ok["trial_id"].map(initial).astype(float)
+    above = entry.ok["final.train_loss"].astype(float) > start
     return " ↑" if bool(above.any()) else ""
 
 
