@@ -27,6 +27,7 @@ import pandas as pd
 from bench_core.context import RunContext
 from bench_core.driver import SweepOutcome
 from bench_core.errors import UserError
+from bench_core.options import check_integer
 from bench_core.suite import Sweep
 
 #: Where results and reports go unless told otherwise (relative to the working folder).
@@ -124,10 +125,12 @@ def run(suite: str | PathLike | Mapping[str, Any] = "default", *, overrides: Map
     if not sweep.planned:
         raise UserError(f"{sweep.source}: the sweep has no trials")
     workers = workers if workers is not None else default_workers(sweep.device, sweep.planned)
-    if not 1 <= workers <= MAX_WORKERS:
-        raise UserError(f"--workers {workers}: need from 1 to {MAX_WORKERS}")
-    if threads is not None and not 1 <= threads <= MAX_WORKERS:
-        raise UserError(f"--threads {threads}: need from 1 to {MAX_WORKERS}")
+    try:
+        check_integer("--workers", workers, 1, MAX_WORKERS)
+        if threads is not None:
+            check_integer("--threads", threads, 1, MAX_WORKERS)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if report_dir is not None:
         check_output_folder(Path(report_dir), "--report-dir")
     if executor == "dask" and scheduler is not None:

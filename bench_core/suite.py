@@ -28,6 +28,7 @@ import torch
 from bench_core.catalog import Catalog
 from bench_core.errors import UserError
 from bench_core.followups import AdaptiveSearch, BatchSizeTransfer, FollowUp, Scores, proposals
+from bench_core.options import check_integer, check_number
 from bench_core.runner import ProblemCache
 from bench_core.specs import (
     AXES,
@@ -639,21 +640,17 @@ def _grid_table(value: dict, where: str) -> list[float]:
 
 
 def _numbers(value: Any, where: str, positive: bool = False) -> list[float]:
+    """Finite numbers (``> 0`` with ``positive``), one or a list or a grid table, checked by
+    :func:`bench_core.options.check_number` so every number error reads the same."""
     if isinstance(value, dict):
         value = _grid_table(value, where)
     values = _as_list(value)
     if not values:
         raise UserError(f"{where}: empty list")
-    out = []
-    for item in values:
-        number = _finite(item)
-        if number is None:
-            kind = "number" if isinstance(item, bool) or not isinstance(item, int | float) else "finite number"
-            raise UserError(f"{where}: expected a {kind}, got {_show(item)}")
-        if positive and number <= 0:
-            raise UserError(f"{where}: expected a positive number, got {_show(item)}")
-        out.append(number)
-    return out
+    try:
+        return [check_number(where, item, 0.0 if positive else -math.inf, strict=positive) for item in values]
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _finite(item: Any) -> float | None:
@@ -669,17 +666,18 @@ def _finite(item: Any) -> float | None:
 
 def _integers(value: Any, where: str, minimum: int, scalar: bool = False, maximum: int = MAX_INTEGER) -> list[int]:
     """Whole numbers from ``minimum`` to ``maximum``: by default what SQLite INTEGER and torch's int64 hold,
-    so a seed of 2**63 or a budget of 2**70 is a one-line error here, not an OverflowError mid-run."""
+    so a seed of 2**63 or a budget of 2**70 is a one-line error here, not an OverflowError mid-run. Checked by
+    :func:`bench_core.options.check_integer`; a float, even a whole one, is refused."""
     if scalar and isinstance(value, list | tuple):
         raise UserError(f"{where}: expected one integer, got a list {_show(value)}")
     values = _as_list(value)
     if not values:
         raise UserError(f"{where}: empty list")
-    for item in values:
-        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
-            raise UserError(f"{where}: expected an integer >= {minimum}, got {_show(item)}")
-        if item > maximum:
-            raise UserError(f"{where}: expected an integer <= {maximum}, got {_show(item)}")
+    try:
+        for item in values:
+            check_integer(where, item, minimum, maximum, exact=True)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     return values
 
 

@@ -13,7 +13,7 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 
-from bench_core import ScheduleSpec, hookimpl
+from bench_core import ScheduleSpec, check_number, hookimpl
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -22,14 +22,7 @@ OPTBENCH_CONTRACT = 1
 def _number(name: str, value: object, low: float, high: float, *, open_low: bool = False,
             open_high: bool = False) -> float:
     """``value`` as a float if it lies in the given interval, else a ValueError naming the option."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"schedule option {name!r} must be a finite number, got {value!r}")
-    above = value > low if open_low else value >= low
-    below = value < high if open_high else value <= high
-    if not (above and below):
-        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise ValueError(f"schedule option {name!r} must lie in {interval}, got {value!r}")
-    return float(value)
+    return check_number(f"schedule option {name}", value, low, high, strict=open_low, strict_max=open_high)
 
 
 def _cosine(progress: float, final: float) -> float:

@@ -67,7 +67,7 @@ def test_plan_counts_without_running_and_overrides_win(tmp_path):
 
 @pytest.mark.parametrize(("call", "needle"), [
     (lambda tmp: bench_core.run({**SETTINGS, "lr": "fast"}, results=tmp / "r.sqlite"), "lr"),
-    (lambda tmp: bench_core.run(SETTINGS, results=tmp / "r.sqlite", workers=0), "--workers 0"),
+    (lambda tmp: bench_core.run(SETTINGS, results=tmp / "r.sqlite", workers=0), "--workers=0 is invalid"),
     (lambda tmp: bench_core.run(SETTINGS, results=tmp / "r.sqlite", trial_timeout=-1), "--trial-timeout"),
     (lambda tmp: bench_core.run(SETTINGS, results=tmp / "r.sqlite", data_dir=tmp / "nowhere"), "no such folder"),
     (lambda tmp: bench_core.run("no-such-suite", results=tmp / "r.sqlite"), "no-such-suite"),

@@ -170,4 +170,5 @@ def test_random_search_from_flags(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "20 trials" in done.stdout
     bad = optbench("run", "--problem", "quadratic", "--random-trials", "0", "--dry-run")
-    assert bad.returncode == 2 and bad.stderr.strip() == "optbench: error: --random-trials 0: need a positive integer"
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "optbench: error: --random-trials=0 is invalid: expected an integer >= 1"

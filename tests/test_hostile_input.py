@@ -87,7 +87,7 @@ def test_the_same_values_pass_within_bounds(tmp_path, capsys):
 
 SUITES = {
     "deep_array": ("lr = " + "[" * 500 + "0.1" + "]" * 500, ["nested too deep"]),
-    "nested_values": ("lr = " + "[" * 40 + "0.1" + "]" * 40, ["lr", "expected a number"]),
+    "nested_values": ("lr = " + "[" * 40 + "0.1" + "]" * 40, ["lr", "expected a finite number"]),
     "nested_seeds": ("seeds = [0, [1, [2]]]", ["seeds"]),
     "table_in_list": ("lr = [0.1, {a = 1}]", ["lr"]),
     "nested_problems": ('problems = [["quadratic"]]', ["problems"]),

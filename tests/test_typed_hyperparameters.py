@@ -101,7 +101,7 @@ def test_a_grid_gives_the_constructor_ints_and_options(typed_catalog):
     linear = expand({**base, "k": {"linear": [1, 4], "num": 7}}, typed_catalog)  # rounded; duplicates are one trial
     assert hyperparams(linear, "k") == [1, 2, 3, 4]
     for settings, message in (({"k": 5.5}, "k: expected a whole number, got 5.5"),
-                              ({"k": "five"}, "k: expected a number, got 'five'"),
+                              ({"k": "five"}, "k='five' is invalid: expected a finite number"),
                               ({"update": "fast"}, "update: expected one of plain, halved, got 'fast'"),
                               ({"update": {"log": [1, 2], "num": 2}}, "not a grid")):
         with pytest.raises(UserError, match=message):
