@@ -94,3 +94,19 @@ def test_the_run_context_carries_the_data_folder_to_pool_workers_without_touchin
     with pytest.raises(UserError, match="MNIST not found"):  # and without it, the same run finds nothing
         bench_core.run({**settings, "name": "nodata"}, results=tmp_path / "r2.sqlite", report_dir=None, workers=1)
     assert Path(tmp_path / "mine").is_dir()
+
+
+def test_the_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### From Python"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    claimed = re.search(r"# (\d+) trials: 0 already stored, ran (\d+)", code)
+    assert capsys.readouterr().out.startswith(f"{claimed.group(1)} trials: 0 already stored, ran {claimed.group(2)}")
+    assert len(namespace["trials"]) == int(claimed.group(1)) and not namespace["curves"].empty
+    assert set(namespace["best"].index.get_level_values("optimizer")) <= {"sgd", "momentum", "adam"}
+    assert (tmp_path / "reports" / "noisy-quadratic" / "README.md").is_file()
