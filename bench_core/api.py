@@ -183,7 +183,7 @@ def write_reports(results: PathLike = DEFAULT_RESULTS, suites: Sequence[str] | N
     from bench_core.report import write_report
     from bench_core.store import Store
 
-    check_output_folder(Path(out), "--out")
+    check_output_folder(Path(out), "--report-dir")
     context = context or RunContext.create()
     with Store(results, create=False) as store:
         names = list(suites or store.suites())

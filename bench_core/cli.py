@@ -160,13 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="write Markdown reports from stored results",
                                  description="Write reports/<suite>/README.md with figures, from stored "
                                  "results alone.")
-    report.add_argument("--out", default=DEFAULT_REPORTS, metavar="DIR",
-                        help=f"output folder (default: {DEFAULT_REPORTS})")
+    report.add_argument("--report-dir", default=DEFAULT_REPORTS, metavar="DIR",
+                        help=f"where to write the reports, as for run (default: {DEFAULT_REPORTS})")
     report.add_argument("--suite", action="append", metavar="NAME",
                         help="suite(s) to report (default: every suite in the results file)")
     report.add_argument("--compare", nargs=2, metavar=("A", "B"),
                         help="compare two results files (e.g. an optimizer before and after a change) into "
-                        "OUT/compare/README.md, flagging changes beyond seed noise")
+                        "REPORT_DIR/compare/README.md, flagging changes beyond seed noise")
     report.set_defaults(handler=cmd_report)
 
     export = commands.add_parser(
@@ -360,11 +360,11 @@ def cmd_check_plugin(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     if args.compare:
-        path = api.compare_files(*args.compare, out=args.out)
+        path = api.compare_files(*args.compare, out=args.report_dir)
         print(f"optbench: comparison written to {path}", file=sys.stderr)
         return 0
-    check_output_folder(Path(args.out), "--out")
-    for path in api.write_reports(args.results, args.suite, args.out, _context(args)):
+    check_output_folder(Path(args.report_dir), "--report-dir")
+    for path in api.write_reports(args.results, args.suite, args.report_dir, _context(args)):
         print(f"optbench: report written to {path}", file=sys.stderr)
     return 0
 

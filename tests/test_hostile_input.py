@@ -180,7 +180,7 @@ def test_the_dry_run_count_equals_the_number_of_expanded_trials(catalog, setting
 
 
 def test_a_report_folder_never_leaves_the_output_folder(tmp_path):
-    """Names stored before suite names were checked cannot write outside ``--out`` either."""
+    """Names stored before suite names were checked cannot write outside ``--report-dir`` either."""
     out = tmp_path / "out"
     for name in ("../escape", "/tmp/optbench-escape", "..", "a/../../b", "."):
         with pytest.raises(UserError, match="not a folder name inside"):

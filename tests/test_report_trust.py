@@ -447,7 +447,7 @@ def test_the_report_command_survives_a_broken_section_with_exit_0(tmp_path, writ
         store.begin_run("s", {}, {})
         save(store, final={"train_loss": 0.3, "valid_loss": 0.3})
     plugin = write_plugin("broken", BROKEN_SECTION)
-    status = main(["report", "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "out"),
+    status = main(["report", "--results", str(tmp_path / "r.sqlite"), "--report-dir", str(tmp_path / "out"),
                    "--plugins", str(plugin)])
     assert status == 0
     text = (tmp_path / "out" / "s" / "README.md").read_text()

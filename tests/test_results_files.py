@@ -185,7 +185,7 @@ def test_a_damaged_file_is_refused_in_one_line_and_left_as_it_was(results, tmp_p
     before = digest(results)
     out = tmp_path / "out"
     argv = {"run": ["run", *run(results=results, extra=("--report-dir", str(out), "--rerun"))],
-            "report": ["report", "--results", str(results), "--out", str(out)],
+            "report": ["report", "--results", str(results), "--report-dir", str(out)],
             "export": ["export", "--results", str(results), "-o", str(out / "t.csv")]}[command]
     status, lines = call(capsys, *argv)
     assert_one_line_error(status, lines, str(results), words, "nothing was written")
@@ -198,7 +198,7 @@ def test_a_row_with_bad_json_is_named_by_its_trial_id(results, capsys):
     with sqlite3.connect(results) as db:
         trial_id = db.execute("SELECT trial_id FROM trials ORDER BY rowid LIMIT 1").fetchone()[0]
     db.close()
-    status, lines = call(capsys, "report", "--results", str(results), "--out", str(results.parent / "out"))
+    status, lines = call(capsys, "report", "--results", str(results), "--report-dir", str(results.parent / "out"))
     assert_one_line_error(status, lines, f"trial {trial_id}")
 
 
@@ -209,7 +209,8 @@ def test_a_row_with_bad_json_is_named_by_its_trial_id(results, capsys):
 def test_a_fifo_as_results_file_is_refused_without_hanging(tmp_path, command):
     fifo = tmp_path / "r.sqlite"
     os.mkfifo(fifo)
-    argv = {"run": ["run", *run(results=fifo)], "report": ["report", "--results", str(fifo), "--out", str(tmp_path)],
+    argv = {"run": ["run", *run(results=fifo)],
+            "report": ["report", "--results", str(fifo), "--report-dir", str(tmp_path)],
             "export": ["export", "--results", str(fifo), "-o", str(tmp_path / "t.csv")]}[command]
     done = subprocess.run([sys.executable, "-m", "bench_core.cli", *argv], capture_output=True, text=True, env=ENV,
                           timeout=120)  # a hang is killed by subprocess.run and fails the test
@@ -221,7 +222,7 @@ def test_a_fifo_as_results_file_is_refused_without_hanging(tmp_path, command):
 def test_readers_refuse_an_empty_file_and_leave_it_empty(tmp_path, capsys, command):
     empty = tmp_path / "r.sqlite"
     empty.touch()
-    argv = {"report": ["report", "--results", str(empty), "--out", str(tmp_path / "out")],
+    argv = {"report": ["report", "--results", str(empty), "--report-dir", str(tmp_path / "out")],
             "export": ["export", "--results", str(empty), "-o", str(tmp_path / "t.csv")]}[command]
     status, lines = call(capsys, *argv)
     assert_one_line_error(status, lines, "is empty: no results")
@@ -246,7 +247,7 @@ def test_report_and_export_leave_no_wal_or_shm_files_behind(results, tmp_path, c
     before = digest(results)
     status, lines = call(capsys, "export", "--results", str(results), "-o", str(tmp_path / "t.csv"))
     assert status == 0, lines
-    status, lines = call(capsys, "report", "--results", str(results), "--out", str(tmp_path / "out"))
+    status, lines = call(capsys, "report", "--results", str(results), "--report-dir", str(tmp_path / "out"))
     assert status == 0, lines
     assert sorted(p.name for p in results.parent.iterdir() if p.name.startswith("r.sqlite")) == ["r.sqlite"]
     assert digest(results) == before
@@ -263,7 +264,7 @@ def test_read_only_file_and_folder_report_and_export_work_and_run_cannot_write(r
         out = tmp_path.parent / f"{tmp_path.name}-out"
         status, lines = call(capsys, "export", "--results", str(results), "-o", str(out / "t.csv"))
         assert status == 0, lines
-        status, lines = call(capsys, "report", "--results", str(results), "--out", str(out))
+        status, lines = call(capsys, "report", "--results", str(results), "--report-dir", str(out))
         assert status == 0, lines
         assert sorted(p.name for p in results.parent.iterdir()) == ["r.sqlite"]
     finally:
@@ -287,7 +288,7 @@ def test_a_report_dir_that_is_a_file_is_refused_before_the_sweep_runs(tmp_path, 
 def test_a_file_shaped_output_is_refused_in_one_line(results, tmp_path, capsys, command):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
-    argv = {"report": ["report", "--results", str(results), "--out", str(blocker)],
+    argv = {"report": ["report", "--results", str(results), "--report-dir", str(blocker)],
             "export": ["export", "--results", str(results), "-o", str(blocker / "t.csv")]}[command]
     status, lines = call(capsys, *argv)
     assert_one_line_error(status, lines, str(blocker), "is a file")
@@ -367,7 +368,7 @@ def test_a_report_that_runs_out_of_disk_is_one_line_and_keeps_the_old_readme(res
         return real(path, text, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", full)
-    status, lines = call(capsys, "report", "--results", str(results), "--out", str(out))
+    status, lines = call(capsys, "report", "--results", str(results), "--report-dir", str(out))
     assert_one_line_error(status, lines, "No space left on device", f"cannot write the report to {readme}:")
     assert readme.read_text() == "old report\n"
     assert not [p for p in readme.parent.iterdir() if p.name.endswith(".partial")]
