@@ -476,3 +476,28 @@ def test_variants_whose_options_print_alike_still_get_distinct_labels(tmp_path):
         trials = with_identity(store.trials("s"))
     assert trials["variant_id"].nunique() == 2
     assert trials.groupby("variant")["variant_id"].nunique().max() == 1  # never two variants under one label
+
+
+def test_a_best_learning_rate_at_the_edge_of_the_grid_is_flagged_and_only_then(tmp_path):
+    with Store(tmp_path / "r.sqlite") as store:
+        store.begin_run("s", {}, {})
+        for seed in (0, 1):
+            for lr, loss in ((0.01, 0.9), (0.1, 0.5), (1.0, 0.2)):  # a: best at the largest
+                save(store, optimizer="a", lr=lr, seed=seed, final={"train_loss": loss + seed / 100})
+            for lr, loss in ((0.01, 0.9), (0.1, 0.1), (1.0, 0.4)):  # b: best inside the grid
+                save(store, optimizer="b", lr=lr, seed=seed, final={"train_loss": loss + seed / 100})
+            for lr, loss in ((0.001, 0.3), (0.01, 0.6)):  # c: best at the smallest
+                save(store, optimizer="c", lr=lr, seed=seed, final={"train_loss": loss + seed / 100})
+            save(store, optimizer="d", lr=0.1, seed=seed, final={"train_loss": 0.7 + seed / 100})  # one rate: no grid
+            for lr in (0.1, 1.0):  # e: nothing finished, nothing chosen
+                save(store, optimizer="e", lr=lr, seed=seed, status="diverged", final={"train_loss": math.nan})
+        text = write_report(store, "s", tmp_path / "out").read_text()
+    notes = [line for line in text.splitlines() if line.startswith("**Grid edge:**")]
+    assert notes == ["**Grid edge:** the best configuration is at the largest learning rate tried for a (1); at the "
+                     "smallest learning rate tried for c (0.001). A learning rate beyond the grid may do better: "
+                     "widen the grid of such an optimizer before taking its rank as final."]
+    with Store(tmp_path / "inside.sqlite") as store:
+        store.begin_run("s", {}, {})
+        for lr, loss in ((0.01, 0.9), (0.1, 0.1), (1.0, 0.4)):
+            save(store, optimizer="b", lr=lr, final={"train_loss": loss})
+        assert "Grid edge" not in write_report(store, "s", tmp_path / "out2").read_text()

@@ -60,7 +60,7 @@ def variant_table(report: ReportContext, variant: str, trials: pd.DataFrame, ini
                      *[value_cell(ok[c]) for c in tests], interval_cell(ok[headline], bounds), _steps_cell(entry),
                      *([evaluations_cell(entry)] if evaluations else []),
                      f"{seconds.median():.3g}" if len(seconds) else "–", failed_cell(entry)])
-    notes = seed_noise_notes(entries, rows)
+    notes = "\n\n".join(note for note in (seed_noise_notes(entries, rows), grid_edge_note(entries)) if note)
     headers = ["optimizer", "configuration", "seeds", f"{metric.removeprefix('final.')} (selection)",
                *[c.removeprefix("final.") for c in tests], f"95% interval of {headline.removeprefix('final.')}",
                "steps to target", *(["gradient evaluations to target"] if evaluations else []), "seconds to target",
@@ -68,6 +68,32 @@ def variant_table(report: ReportContext, variant: str, trials: pd.DataFrame, ini
     return [heading(TITLE, variant), "", tabulate(rows, headers, tablefmt="github"), "",
             *([notes, ""] if notes else []), resolution_note(trials), "",
             *([EVALUATIONS_NOTE, ""] if evaluations else [])]
+
+
+def grid_edge_note(entries: list[Entry]) -> str:
+    """Say where an optimizer's best learning rate is the largest or smallest it was tried at: its optimum may lie
+    beyond the grid, so its rank is a lower bound of what tuning would give it (empty where none is)."""
+    edges: dict[str, list[str]] = {"largest": [], "smallest": []}
+    for entry in entries:
+        if "hp.lr" not in entry.all_runs or not math.isfinite(entry.score) or pd.isna(entry.setting.get("hp.lr")):
+            continue
+        tried = sorted(entry.all_runs["hp.lr"].dropna().astype(float).unique())
+        chosen = float(entry.setting["hp.lr"])
+        if len(tried) < 2:
+            continue
+        if math.isclose(chosen, tried[-1]):
+            edges["largest"].append(f"{entry.optimizer} ({chosen:g})")
+        elif math.isclose(chosen, tried[0]):
+            edges["smallest"].append(f"{entry.optimizer} ({chosen:g})")
+    parts = [f"the {edge} learning rate tried for {_and(names)}" for edge, names in edges.items() if names]
+    if not parts:
+        return ""
+    return (f"**Grid edge:** the best configuration is at {'; at '.join(parts)}. A learning rate beyond the grid "
+            "may do better: widen the grid of such an optimizer before taking its rank as final.")
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 #: Under a table with the gradient-evaluations column (only where some optimizer evaluated more than once a step).
