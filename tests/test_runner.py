@@ -337,9 +337,9 @@ def test_a_cpu_trial_never_synchronises_cuda(catalog, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_a_cuda_trial_synchronises_its_device_before_reading_the_clock(catalog, monkeypatch):
-    """Kernels run asynchronously: training time is read only after the device has finished them, at the start,
-    and around every evaluation (which is not training time)."""
+def test_a_cuda_trial_synchronises_its_device_to_time_its_training(catalog, monkeypatch):
+    """Kernels run asynchronously: the clock is read after the device has finished them, at the start and around
+    every evaluation (which is not training time), so at least once per point of the curve."""
     calls, result = _synchronisations(catalog, "cuda", monkeypatch)
     assert result.status == "ok", result.error
     assert {device.type for device in calls} == {"cuda"}
