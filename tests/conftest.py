@@ -2,22 +2,69 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import textwrap
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 os.environ["OPTBENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
 from bench_core.catalog import Catalog, load_catalog
+from bench_core.cli import DATA_DIR_VARIABLE
+
+
+@functools.cache
+def _builtin_catalog() -> Catalog:
+    return load_catalog()
 
 
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
-    """The built-in catalog, loaded once."""
-    return load_catalog()
+    """The built-in catalog, loaded once (and shared with ``builtin_checks`` below)."""
+    return _builtin_catalog()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "builtin_checks(kind, names=None, slow=(), **kwargs): one test per conformance check "
+        "(bench_core.testing.parametrize_with_checks, given the kwargs) of the built-in 'optimizers' or "
+        "'problems' named (all of the kind without names), the checks named in slow marked slow; the catalog "
+        "loads when the test is collected, not when its module is imported")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    mark = metafunc.definition.get_closest_marker("builtin_checks")
+    if mark is None:
+        return
+    from bench_core.testing import parametrize_with_checks
+
+    kind, *names = mark.args
+    kwargs = dict(mark.kwargs)
+    slow = set(kwargs.pop("slow", ()))
+    entries = getattr(_builtin_catalog(), kind)
+    specs = [entries[name] for name in names[0]] if names else list(entries.values())
+    argnames, params = parametrize_with_checks(specs, **kwargs).args
+    assert slow <= {param.values[1].name for param in params}, f"builtin_checks: no check named in {slow}"
+    metafunc.parametrize(argnames, [
+        pytest.param(*param.values, id=param.id, marks=[*param.marks, pytest.mark.slow])
+        if param.values[1].name in slow else param for param in params])
+
+
+@pytest.fixture(autouse=True)
+def _data_dir_left_as_found() -> Iterator[None]:
+    """``--data-dir`` sets OPTBENCH_DATA_DIR in this process's environment (worker processes inherit it): after a
+    test that calls ``main([..., "--data-dir", ...])`` in-process, later tests would read its tiny data sets."""
+    before = os.environ.get(DATA_DIR_VARIABLE)
+    yield
+    if before is None:
+        os.environ.pop(DATA_DIR_VARIABLE, None)
+    else:
+        os.environ[DATA_DIR_VARIABLE] = before
 
 
 @pytest.fixture
@@ -30,3 +77,31 @@ def write_plugin(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+class FakeClock:
+    """A ``time`` module whose ``perf_counter()`` advances by ``tick`` seconds at every reading, and by nothing
+    in between: code timed by it sees the same durations however loaded the machine is. Everything else is the
+    real ``time`` module."""
+
+    def __init__(self, tick: float) -> None:
+        self.tick = tick
+        self.now = 1000.0  # perf_counter's origin is arbitrary; a reading near 0 would hide a missing subtraction
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The trial runner's clock, made deterministic: 10 ms pass at each reading (a step of a seconds budget reads
+    it twice), so a 1 s budget is about 50 steps on any machine, however loaded, and takes well under a second."""
+    from bench_core import runner
+
+    clock = FakeClock(tick=0.01)
+    monkeypatch.setattr(runner, "time", clock)
+    return clock

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from bench_core.catalog import load_catalog
@@ -36,6 +37,7 @@ def test_builtins_come_from_the_optbench_entry_points(catalog):
     assert "optbench_optimizers" in catalog.plugins["torch_optimizers"].hooks
 
 
+@pytest.mark.slow
 def test_a_torch_optimizer_subclass_plugs_in_from_a_local_file(write_plugin):
     path = write_plugin("half", LOCAL_OPTIMIZER)
     catalog = load_catalog([path])

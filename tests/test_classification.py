@@ -65,6 +65,7 @@ def test_a_batch_larger_than_the_training_set_says_so():
         problem(10).batches(11, torch.Generator())
 
 
+@pytest.mark.slow
 def test_a_plain_pytorch_loop_reproduces_training():
     p = problem(20)
     X, y = data(20)

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from scipy import stats
 
 from bench_core.compare import compare_results, write_comparison
@@ -51,6 +52,7 @@ def test_each_side_is_selected_on_its_own_and_judged_by_welch(tmp_path):
     assert table.loc["fast", "steps_a"] == 51 and table.loc["fast", "steps_b"] == 21
 
 
+@pytest.mark.slow
 def test_the_comparison_report_and_command(tmp_path):
     _fill(tmp_path / "a.sqlite", A)
     _fill(tmp_path / "b.sqlite", B)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow  # every test starts a Dask cluster or waits on a connection
 
 import dask  # noqa: E402
 import torch  # noqa: E402
@@ -75,7 +76,6 @@ def _assert_same(local, remote):
             assert ours["train_loss"] == theirs["train_loss"]
 
 
-@pytest.mark.slow
 def test_local_cluster_and_in_process_give_identical_results(catalog):
     sweep = _sweep(catalog, seeds=[0])
     groups = [[config] for config in sweep.trials]
@@ -109,10 +109,9 @@ def test_unreachable_scheduler_is_a_user_error(monkeypatch):
     started = time.perf_counter()
     with pytest.raises(UserError, match=r"--scheduler tcp://127\.0\.0\.1:1: cannot connect"):
         DaskExecutor(scheduler="tcp://127.0.0.1:1")
-    assert time.perf_counter() - started < 15
+    assert time.perf_counter() - started < 60, "it gave up at its connect timeout, it did not hang"
 
 
-@pytest.mark.slow
 def test_a_trial_that_kills_its_worker_is_an_error_and_the_executor_goes_on(write_plugin):
     plugin = write_plugin("killer_plugin", KILLER_PLUGIN)
     catalog = load_catalog([str(plugin)])
@@ -151,7 +150,6 @@ def test_missing_distributed_is_a_user_error(monkeypatch):
         DaskExecutor()
 
 
-@pytest.mark.slow
 def test_in_process_pool_and_dask_sweeps_store_the_same_results(catalog, tmp_path):
     """The issue's promise at the level users see: the same suite, three executors, one set of stored numbers."""
     from bench_core.cli import main
@@ -201,7 +199,6 @@ def test_unreachable_scheduler_on_the_command_line_is_one_line_and_writes_nothin
     assert not results.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
 def test_a_scheduler_killed_mid_sweep_ends_it_with_one_error_line_not_a_hang(catalog):
     """Before: once the client gave up reconnecting, the next submit never completed and the sweep waited for
     ever. Now the trials it held are errors and the sweep ends with a UserError (one line on the command line)."""

@@ -292,6 +292,7 @@ def test_module_never_unpickles():
     assert "import pickle" not in source and "allow_pickle" not in source and "torch.load" not in source
 
 
+@pytest.mark.slow
 def test_list_says_per_data_set_problem_whether_its_files_were_found_and_where(monkeypatch, tmp_path, capsys):
     import json
 

@@ -47,6 +47,7 @@ def test_every_example_plugin_loads_cleanly(catalog):
     assert "wine_mlp" in catalog.problems and "inverse_sqrt" in catalog.schedules
 
 
+@pytest.mark.slow
 def test_the_documented_optimizers_and_problem_train(catalog):
     cache = ProblemCache(catalog)
     for optimizer, lr in (("radam", 1e-2), ("nadam", 1e-2)):
@@ -58,6 +59,7 @@ def test_the_documented_optimizers_and_problem_train(catalog):
     assert catalog.optimizers["nadam"].build([torch.nn.Parameter(torch.zeros(1))]).defaults["betas"] == (0.9, 0.999)
 
 
+@pytest.mark.slow
 def test_the_documented_closure_optimizer_conforms_and_is_counted_twice_a_step(catalog):
     from bench_core.testing import assert_optimizer_conforms
 
@@ -95,6 +97,7 @@ def test_the_documented_search_strategy_covers_the_declared_range_reproducibly(c
     assert slices == list(range(16))
 
 
+@pytest.mark.slow
 def test_the_documented_report_section_and_observer_work(catalog, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the CSV observer writes next to the working directory
     cache = ProblemCache(catalog)
@@ -133,6 +136,7 @@ def test_every_public_name_is_in_the_reference():
             assert f"`{name}" in reference, f"bench_core.{name} is public but not in the guide's reference"
 
 
+@pytest.mark.slow
 def test_the_documented_typed_hyperparameters_reach_the_optimizer_and_pass_the_kit(catalog):
     from bench_core.suite import expand
     from bench_core.testing import check_optimizer

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench_core import runner
 from bench_core.executors import InProcessExecutor, ProcessPoolExecutorBackend, default_workers
 from bench_core.suite import expand
 
 
+@pytest.mark.slow
 def test_process_pool_and_in_process_give_identical_results(catalog):
     sweep = expand({"problems": ["quadratic", "digits_mlp"], "optimizers": ["sgd", "adam"], "lr": 0.01,
                     "batch_size": 16, "seeds": [0, 1], "steps": 25, "evals": 5, "device": "cpu"}, catalog)
@@ -38,15 +38,7 @@ def test_default_workers_one_per_core_on_cpu_one_on_cuda(monkeypatch):
     assert default_workers("cuda:1", trials=100) == 1
 
 
-def test_timing_synchronises_cuda_before_reading_the_clock(monkeypatch):
-    calls = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
-    runner._now(torch.device("cpu"))
-    assert calls == []
-    runner._now(torch.device("cuda:0"))
-    assert calls == [torch.device("cuda:0")]
-
-
+@pytest.mark.slow
 def test_ctrl_c_is_blocked_only_while_a_submit_may_spawn_a_worker(catalog, monkeypatch):
     """Workers inherit the driver's signal mask: the submits that start them block Ctrl-C, the others leave it."""
     import contextlib
@@ -71,16 +63,35 @@ def test_ctrl_c_is_blocked_only_while_a_submit_may_spawn_a_worker(catalog, monke
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
-def test_a_ctrl_c_while_a_worker_spawns_is_delivered_afterwards_not_lost():
+@pytest.mark.slow
+def test_a_ctrl_c_while_a_worker_spawns_is_delivered_afterwards_not_lost(catalog, monkeypatch):
+    """Ctrl-C pressed during the submit that spawns the first worker: the spawn finishes undisturbed, then the
+    run raises KeyboardInterrupt before submitting anything more."""
     import signal
 
     from bench_core import executors
 
-    reached = []
-    with pytest.raises(KeyboardInterrupt), executors._sigint_blocked():
+    events = []
+    real_submit = executors.ProcessPoolExecutor.submit
+
+    def pressed_while_spawning(self, *args, **kwargs):
         signal.raise_signal(signal.SIGINT)
-        reached.append("the spawn finished undisturbed")
-    assert reached == ["the spawn finished undisturbed"]
+        future = real_submit(self, *args, **kwargs)  # starts a worker: the first submit of the pool
+        events.append("the spawn finished undisturbed")
+        return future
+
+    monkeypatch.setattr(executors.ProcessPoolExecutor, "submit", pressed_while_spawning)
+    sweep = expand({"problems": ["rosenbrock"], "optimizers": ["sgd"], "lr": [1e-4, 1e-3], "steps": 5, "evals": 1,
+                    "device": "cpu"}, catalog)
+    pool = ProcessPoolExecutorBackend(workers=2, threads_per_worker=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in pool.run([[config] for config in sweep.trials]):
+                events.append("a trial finished")
+    finally:
+        pool.interrupt()  # kills the worker, as the driver does on Ctrl-C
+    assert events == ["the spawn finished undisturbed"], "the Ctrl-C came at once, or was lost"
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
 @pytest.mark.slow

@@ -111,6 +111,7 @@ def test_an_edited_plugin_file_reruns_its_trials_and_an_unchanged_one_is_served(
     assert _rows(results) == second
 
 
+@pytest.mark.slow
 def test_a_torch_optimizer_is_named_by_torch_and_the_same_in_fresh_processes(tmp_path):
     plain = OptimizerSpec("plain_sgd", torch.optim.SGD)
     assert optimizer_fingerprint(plain) == f"torch=={torch.__version__}"
@@ -260,6 +261,7 @@ def test_a_changed_trial_is_rerun_and_its_stale_score_never_steers_a_transfer(ca
     assert after.loc[after["trial_id"] == worst_id, metric].item() != 0.0
 
 
+@pytest.mark.slow
 def test_the_report_warns_when_a_shared_trial_left_a_suite_with_mixed_code(catalog, tmp_path, monkeypatch):
     one = {**SETTINGS, "name": "one", "lr": [0.01, 0.02]}
     two = {**SETTINGS, "name": "two", "lr": [0.02, 0.03]}  # shares lr 0.02 with suite one
@@ -330,6 +332,7 @@ def _fake_install(site: Path, editable: bool) -> None:
         (info / "direct_url.json").write_text(json.dumps({"url": "file:///src", "dir_info": {"editable": True}}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("editable", [False, True])
 def test_a_regular_install_is_named_by_version_and_an_editable_one_by_its_source(tmp_path, monkeypatch, editable):
     _fake_install(tmp_path, editable)

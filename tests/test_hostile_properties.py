@@ -25,6 +25,8 @@ from bench_core.errors import UserError
 from bench_core.specs import AXES, SUITE_KEYS
 from bench_core.suite import MAX_BATCH_SIZE, MAX_INTEGER, Sweep, adhoc_settings, expand
 
+pytestmark = pytest.mark.slow  # hundreds of generated examples per test
+
 #: Problems cheap to build (their options validated by building them once), and names that must be refused.
 CHEAP_PROBLEMS = ["quadratic", "sphere", "rosenbrock", "least_squares", "nqm"]
 OPTIMIZERS = ["sgd", "adam", "momentum"]

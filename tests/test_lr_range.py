@@ -16,6 +16,7 @@ from bench_core.store import Store
 from bench_core.suite import expand
 
 
+@pytest.mark.slow
 def test_the_range_test_finds_the_stability_edge_of_gradient_descent_on_a_quadratic(catalog, tmp_path):
     # f = 1/2 sum h_i x_i^2 with h in [1, 100]: every mode contracts while lr < 2 / 100, so the loss
     # falls monotonically below that learning rate and can only blow up above it.
@@ -56,6 +57,7 @@ def test_analyse_reads_a_curve_that_ends_in_nan_as_blowing_up_there():
     assert lr[3] <= found["steepest"] <= lr[4] and found["lowest"] in (lr[6], lr[7])
 
 
+@pytest.mark.slow
 def test_the_command_stores_the_test_and_writes_its_report(tmp_path, capsys):
     args = ["lr-range", "--problem", "quadratic", "--optimizer", "sgd,adam", "--steps", "30",
             "--results", str(tmp_path / "r.sqlite"), "--report-dir", str(tmp_path / "reports"), "--workers", "1"]

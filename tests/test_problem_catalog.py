@@ -9,12 +9,18 @@ from pathlib import Path
 import pytest
 from tiny_data import write_tiny_datasets
 
-from bench_core.catalog import load_catalog
 from bench_core.runner import ProblemCache, run_trial
 from bench_core.specs import Budget
 from bench_core.trial import TrialConfig
 
-CATALOG = load_catalog()
+#: Every built-in problem, listed here so that collecting these tests builds no catalog; the first test below
+#: fails when a built-in is added or removed without this list following.
+BUILTIN_PROBLEMS = [
+    "ackley", "beale", "booth", "cifar10_3c3d", "digits_cnn", "digits_mlp", "fmnist_2c2d", "fmnist_logreg",
+    "fmnist_mlp", "goldstein_price", "himmelblau", "least_squares", "levy", "logistic", "mnist_2c2d", "mnist_logreg",
+    "mnist_mlp", "nqm", "quadratic", "rastrigin", "rosenbrock", "rosenbrock_nd", "sphere", "styblinski_tang",
+    "teacher_student",
+]
 #: Problems reading local data sets get tiny ones: hold out fewer validation images than the defaults.
 TINY_DATA_OPTIONS = {"valid_size": 10}
 
@@ -38,11 +44,20 @@ def _build_or_skip(cache: ProblemCache, name: str, options: dict):
         raise
 
 
-@pytest.mark.parametrize("name", sorted(CATALOG.problems))
-def test_problem_runs_and_reports_the_metric_its_target_names(name, tiny_data_dir):
-    spec = CATALOG.problems[name]
+def test_the_list_of_problems_tested_here_is_every_built_in(catalog):
+    assert sorted(catalog.problems) == BUILTIN_PROBLEMS
+
+
+#: Convolutional and wider networks on image data: seconds each, run with the slow tests.
+SLOW_PROBLEMS = {"cifar10_3c3d", "fmnist_2c2d", "fmnist_mlp", "mnist_2c2d", "mnist_mlp"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_PROBLEMS else name
+                                  for name in BUILTIN_PROBLEMS])
+def test_problem_runs_and_reports_the_metric_its_target_names(name, tiny_data_dir, catalog):
+    spec = catalog.problems[name]
     assert spec.description, "every problem needs a one-line description for optbench list"
-    cache = ProblemCache(CATALOG)
+    cache = ProblemCache(catalog)
     options = dict(spec.options) | {key: value for key, value in TINY_DATA_OPTIONS.items() if key in spec.options}
     problem = _build_or_skip(cache, name, options)
     batch_size = min(spec.batch_size, problem.train_size or spec.batch_size) if problem.stochastic else None

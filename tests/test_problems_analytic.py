@@ -143,6 +143,7 @@ def test_deterministic_mode_gives_exactly_grad_f_and_draws_nothing():
         assert torch.equal(generator.get_state(), state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", [build_quadratic, lambda: build_rosenbrock(noise=0.7)])
 def test_stochastic_gradients_are_unbiased_with_variance_sigma2_c_over_b(build):
     problem = build()
@@ -190,6 +191,7 @@ def test_batches_leave_the_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), state)
 
 
+@pytest.mark.slow
 def test_sgd_settles_at_the_predicted_noise_floor():
     # SGD on 1/2 h x^2 with gradient noise of variance s2 = sigma^2 h / B settles at
     # E[x^2] = lr s2 / (h (2 - lr h)), so E[f] = sum_i lr sigma^2 h_i / (2 B (2 - lr h_i)).

@@ -197,6 +197,7 @@ def test_styblinski_tang_minimum_scales_with_dimension_and_beats_the_other_well(
     assert np_styblinski_tang([other_well]) > problem.f_star + 10  # the right well is only local
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_stochastic_mode_is_unbiased_with_variance_falling_as_one_over_b(name):
     problem = build(name, noise=0.5)

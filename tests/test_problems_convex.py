@@ -100,6 +100,7 @@ def conjugate_gradient_float64(problem: Problem, iterations: int) -> np.ndarray:
 # --- least squares -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_least_squares_optimum_agrees_with_independent_solvers(least_squares):
     X, y = least_squares.data.splits["train"]
     w_star = least_squares.data.theta_star
@@ -122,6 +123,7 @@ def test_least_squares_design_has_the_requested_condition_number(condition):
     assert np.linalg.cond(X) == pytest.approx(condition, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_least_squares_splits_are_disjoint_fixed_and_on_the_device(least_squares):
     data = least_squares.data
     assert {name: len(y) for name, (X, y) in data.splits.items()} == {"train": 1200, "valid": 400, "test": 400}
@@ -167,6 +169,7 @@ def test_least_squares_metrics_suboptimality_and_target(least_squares):
 # --- logistic regression -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_logistic_optimum_agrees_with_independent_solvers(logistic):
     X, y = logistic.data.splits["train"]
     theta_star, l2 = logistic.data.theta_star, logistic.l2
@@ -260,6 +263,7 @@ def test_a_short_sgd_run_reduces_the_suboptimality(name, lr, request):
     assert 0 < after < 0.1 * before
 
 
+@pytest.mark.slow
 def test_the_runner_reaches_the_logistic_target_with_tuned_momentum():
     catalog = load_catalog()
     spec = catalog.problems["logistic"]

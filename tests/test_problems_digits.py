@@ -61,6 +61,7 @@ def test_problem_data_on_the_device_and_independent_of_the_seed(mlp):
     assert len(rows) == 1797 and len(set(rows)) == 1797
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_models_output_logits_and_start_near_chance(name, request):
     problem = request.getfixturevalue(name)
@@ -97,6 +98,7 @@ def test_cnn_computes_the_documented_layers(cnn):
     torch.testing.assert_close(model(X), expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_short_adam_run_learns(mlp):
     torch.manual_seed(0)
     model = mlp.init_model()

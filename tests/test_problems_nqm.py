@@ -34,6 +34,7 @@ def test_gradient_noise_has_covariance_noise2_h_over_b():
         torch.testing.assert_close(noise.var(0), 4 * h / batch_size, rtol=0.1, atol=0)
 
 
+@pytest.mark.slow
 def test_sgd_runs_average_to_the_exact_expected_loss():
     # 300 seeds of plain SGD through the problem's own loss and batches; the mean loss must
     # follow the closed-form recursion within 4 standard errors at every checked step.
@@ -65,6 +66,7 @@ def test_noise_free_theory_is_gradient_descent():
     assert problem.expected_sgd_loss(lr, 1, steps)[-1] == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_default_model_shows_a_critical_batch_size():
     # At each batch size's best learning rate (the stable range is lr < 2 / h_max = 2):
     # steps to target fall almost in proportion to B at small batches, and barely at large ones.

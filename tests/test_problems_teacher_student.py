@@ -205,6 +205,7 @@ def test_held_out_excess_losses_are_declared_to_reach_down_to_minus_the_noise_fl
     assert problem.metric_range("train_loss") == (0.0, math.inf)
 
 
+@pytest.mark.slow
 def test_short_adam_training_lowers_the_valid_loss(problem):
     torch.manual_seed(0)
     model = problem.init_model()

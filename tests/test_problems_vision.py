@@ -48,6 +48,7 @@ def _input_shape(name: str) -> tuple[int, ...]:
     return (3, 32, 32) if name == "cifar10_3c3d" else (1, 28, 28)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUILDERS)
 def test_batches_and_logits_have_the_documented_shapes(raw, name):
     problem = BUILDERS[name](**SMALL)
@@ -119,6 +120,7 @@ def test_cifar_is_standardised_per_channel_with_training_statistics(raw):
     torch.testing.assert_close(problem.splits["test"][0].double(), torch.from_numpy(expected), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "weight_decay"), [("mnist_2c2d", 0.01), ("cifar10_3c3d", 0.002)])
 def test_weight_decay_adds_deepobs_l2_on_weights_only(raw, name, weight_decay):
     problem = BUILDERS[name](**SMALL, weight_decay=weight_decay)
@@ -145,6 +147,7 @@ def test_weight_decay_adds_deepobs_l2_on_weights_only(raw, name, weight_decay):
     assert problem.evaluate(model) == pytest.approx(plain.evaluate(model), rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUILDERS)
 def test_evaluate_reports_every_split_and_caps_at_eval_size(raw, name):
     capped = BUILDERS[name](valid_size=10, eval_size=4)
@@ -169,6 +172,7 @@ def test_evaluate_reports_every_split_and_caps_at_eval_size(raw, name):
     assert eval_indices(10, 10) is None and eval_indices(10, 11) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUILDERS)
 def test_a_few_optimizer_steps_fit_the_tiny_training_set(raw, name):
     problem = BUILDERS[name](**SMALL)
@@ -191,6 +195,7 @@ def _count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_architectures_have_the_deepobs_sizes():
     torch.manual_seed(0)
     net = vision.net_2c2d()
@@ -222,6 +227,7 @@ def test_3c3d_pools_like_tensorflow_same():
     assert torch.equal(pool(pad(x)), F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 3, 2))
 
 
+@pytest.mark.slow
 def test_logreg_and_mlp_have_the_deepobs_sizes_and_initialisation():
     torch.manual_seed(0)
     logreg = vision.net_logreg()
@@ -236,6 +242,7 @@ def test_logreg_and_mlp_have_the_deepobs_sizes_and_initialisation():
         assert layer.weight.std().item() == pytest.approx(0.03 * 0.88, rel=0.1)  # std 0.03 truncated at 2 std
 
 
+@pytest.mark.slow
 def test_initialisation_follows_deepobs():
     torch.manual_seed(0)
     net = vision.net_2c2d()
@@ -318,6 +325,7 @@ def test_built_problem_carries_its_target(raw, name):
     assert problem.target.metric == "valid_accuracy" and problem.target.metric in problem.maximize
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUILDERS)
 def test_the_runner_trains_a_trial(raw, name):
     catalog = load_catalog()

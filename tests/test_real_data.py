@@ -42,6 +42,7 @@ def test_the_official_files_read_back_to_their_documented_shapes_and_classes(sys
         assert images.min() == 0 and images.max() == 255
 
 
+@pytest.mark.slow
 def test_the_problems_split_the_real_files_as_documented(system_fashion_mnist):
     problem = vision.build_fmnist_mlp()
     sizes = {name: len(y) for name, (_, y) in problem.splits.items()}

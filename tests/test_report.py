@@ -44,6 +44,7 @@ def test_selection_skips_configurations_with_a_diverged_seed(store):
     assert best.loc["a", "hp.lr"] == 0.1 and best.loc["b", "hp.lr"] == 0.1
 
 
+@pytest.mark.slow
 def test_the_table_shows_mean_and_std_over_seeds(store, tmp_path):
     text = write_report(store, "s", tmp_path / "out").read_text()
     trials = store.trials("s")
@@ -79,6 +80,7 @@ BROKEN_REPORT_PLUGIN = """
 """
 
 
+@pytest.mark.slow
 def test_plugins_add_report_sections_and_a_broken_one_is_a_note(store, tmp_path, write_plugin):
     from bench_core.catalog import load_catalog
 
@@ -96,6 +98,7 @@ def test_plugins_add_report_sections_and_a_broken_one_is_a_note(store, tmp_path,
     assert text.index("## Lowest test loss") < text.index("## Environment")
 
 
+@pytest.mark.slow
 def test_interval_and_seed_noise_mark_match_scipy(store, tmp_path):
     from scipy import stats
 
@@ -134,6 +137,7 @@ def _two_problem_store(path):
     return store
 
 
+@pytest.mark.slow
 def test_summary_profile_and_batch_size_tables_match_hand_computation(tmp_path):
     from markdown_it import MarkdownIt
 
@@ -158,6 +162,7 @@ def test_summary_profile_and_batch_size_tables_match_hand_computation(tmp_path):
         assert (path.parent / image).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_two_dimensional_problems_get_trajectories_over_contours(tmp_path, catalog):
     from bench_core.runner import ProblemCache, run_trial
 
@@ -177,6 +182,7 @@ def test_two_dimensional_problems_get_trajectories_over_contours(tmp_path, catal
     assert (path.parent / "himmelblau_trajectories.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_sensitivity_settings_and_heatmap_match_hand_computation(tmp_path):
     # optimizer m: momentum 0.5 / 0.9 x lr 0.1 / 1.0 x batch 8 / 16 x seeds 0, 1. Hand-set outcomes:
     #   momentum 0.9 reaches the target at lr 0.1 in 20 and 40 steps (median 30), diverges at lr 1.0;
@@ -244,6 +250,7 @@ def _save_counted(store, problem, optimizer, seed, steps, evaluations, reached=N
     store.add_to_suite("g", [config.trial_id])
 
 
+@pytest.mark.slow
 def test_gradient_evaluations_are_shown_where_some_optimizer_evaluates_more_than_once_a_step(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
         store.begin_run("g", {}, {})
@@ -272,6 +279,7 @@ def test_gradient_evaluations_are_shown_where_some_optimizer_evaluates_more_than
     assert re.search(r"\| adam +\| 50% +\|", summary) and re.search(r"\| lbfgs +\| 0% +\|", summary)
 
 
+@pytest.mark.slow
 def test_a_sweep_with_lbfgs_and_adam_reports_their_gradient_evaluations(tmp_path):
     from bench_core.cli import main
 

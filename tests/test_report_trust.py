@@ -39,6 +39,7 @@ def table_rows(text: str, heading: str) -> list[str]:
     return [line for line in block.splitlines()[2:] if line.startswith("|")]
 
 
+@pytest.mark.slow
 def test_variants_of_a_problem_option_get_separate_rows_never_pooled(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
         store.begin_run("s", {}, {})
@@ -62,6 +63,7 @@ def store_trials(path):
         return store.trials("s")
 
 
+@pytest.mark.slow
 def test_a_budget_variant_is_its_own_row_and_the_seed_is_the_only_thing_averaged(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
         store.begin_run("s", {}, {})
@@ -91,6 +93,7 @@ def test_accuracy_intervals_stay_in_the_unit_interval_with_two_seeds(tmp_path):
         assert 0 <= float(low) <= float(high) <= 1
 
 
+@pytest.mark.slow
 def test_a_deterministic_problem_with_two_seeds_never_says_one_seed(tmp_path, catalog):
     from bench_core.runner import ProblemCache, run_trial
 
@@ -115,6 +118,7 @@ def test_a_deterministic_problem_with_two_seeds_never_says_one_seed(tmp_path, ca
     assert "beyond seed noise" not in text.split("## Trials")[0].split("**booth:**")[1].split("\n")[0]
 
 
+@pytest.mark.slow
 def test_the_seed_note_appears_only_when_true(tmp_path):
     # b diverged on every seed: that is not "fewer than two seeds", and no note about seeds belongs here
     with Store(tmp_path / "r.sqlite") as store:
@@ -136,6 +140,7 @@ def test_the_seed_note_appears_only_when_true(tmp_path):
     assert "– (one seed)" in text and "No findings are stated: every configuration ran one seed" in text
 
 
+@pytest.mark.slow
 def test_errored_trials_are_marked_in_every_table_that_counts_failures(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
         store.begin_run("s", {}, {})
@@ -152,6 +157,7 @@ def test_errored_trials_are_marked_in_every_table_that_counts_failures(tmp_path)
     assert "- ⚠ `b` on p: 2 trial(s): `RuntimeError: boom`" in text
 
 
+@pytest.mark.slow
 def test_twenty_optimizers_get_twenty_distinct_styles_the_same_in_every_figure(tmp_path, monkeypatch):
     names = [f"opt{i:02d}" for i in range(20)]
     styles = optimizer_styles(names)
@@ -215,6 +221,7 @@ PATH_PROBLEM = """
 """
 
 
+@pytest.mark.slow
 def test_a_plugin_problem_with_points_but_no_surface_gets_a_note_not_a_crash(tmp_path, write_plugin):
     from bench_core.catalog import load_catalog
     from bench_core.runner import ProblemCache, run_trial
@@ -259,6 +266,7 @@ BROKEN_SECTION = """
 """
 
 
+@pytest.mark.slow
 def test_plugin_sections_take_their_place_through_pluggy_and_a_broken_one_is_a_note(tmp_path, write_plugin):
     from bench_core.catalog import load_catalog
 
@@ -305,6 +313,7 @@ def _findings_store(path, seeds):
     return store
 
 
+@pytest.mark.slow
 def test_findings_match_the_tables_they_cite(tmp_path):
     from markdown_it import MarkdownIt
 
@@ -326,6 +335,7 @@ def test_findings_match_the_tables_they_cite(tmp_path):
         assert target in headings, target
 
 
+@pytest.mark.slow
 def test_findings_are_absent_when_the_data_cannot_support_them(tmp_path):
     with _findings_store(tmp_path / "r.sqlite", seeds=(0,)) as store:
         text = write_report(store, "s", tmp_path / "out").read_text()
@@ -334,6 +344,7 @@ def test_findings_are_absent_when_the_data_cannot_support_them(tmp_path):
     assert "adam has the lowest" not in findings and "Batch size on" not in findings
 
 
+@pytest.mark.slow
 def test_a_run_that_ended_above_its_start_is_marked(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
         store.begin_run("s", {}, {})
@@ -348,6 +359,7 @@ def test_a_run_that_ended_above_its_start_is_marked(tmp_path):
     assert "ends above 10 × its initial loss" in text  # the divergence rule is stated
 
 
+@pytest.mark.slow
 def test_reports_leave_the_users_matplotlib_backend_alone(tmp_path):
     import subprocess
     import sys
@@ -362,6 +374,7 @@ def test_reports_leave_the_users_matplotlib_backend_alone(tmp_path):
     assert out.stdout.strip() == "svg"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [(0,), (0, 1)])
 def test_a_range_test_report_carries_plugin_sections_and_the_environment(tmp_path, write_plugin, catalog, seeds):
     from bench_core.catalog import load_catalog
@@ -380,6 +393,7 @@ def test_a_range_test_report_carries_plugin_sections_and_the_environment(tmp_pat
     assert "## Best configurations" not in text and "## Findings" not in text
 
 
+@pytest.mark.slow
 def test_a_suite_varying_a_problem_option_reports_each_variant_from_its_own_trials(tmp_path, catalog):
     from bench_core.driver import run_sweep
     from bench_core.suite import expand
@@ -400,6 +414,7 @@ def test_a_suite_varying_a_problem_option_reports_each_variant_from_its_own_tria
     assert f"{pooled.mean():.4g} ± {pooled.std(ddof=1):.2g}" not in text
 
 
+@pytest.mark.slow
 def test_the_critical_batch_size_is_where_scaling_falls_below_half_of_perfect(tmp_path):
     from bench_core.analysis import critical_batch_size
 
@@ -421,6 +436,7 @@ def test_the_critical_batch_size_is_where_scaling_falls_below_half_of_perfect(tm
     assert row.rstrip(" |").endswith("64")
 
 
+@pytest.mark.slow
 def test_a_schedule_finding_sums_up_each_optimizer_against_a_constant_rate(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
         store.begin_run("s", {}, {})

@@ -95,6 +95,7 @@ def _open_at_barrier(path: str, barrier: multiprocessing.synchronize.Barrier, an
         answers.put(f"{type(exc).__name__}: {exc}")
 
 
+@pytest.mark.slow
 def test_six_processes_creating_one_new_file_at_once_all_succeed_with_one_schema(tmp_path):
     context = multiprocessing.get_context("fork")
     failures = []
@@ -123,6 +124,7 @@ def test_six_processes_creating_one_new_file_at_once_all_succeed_with_one_schema
 # -- 2. locks ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_file_another_program_holds_locked_is_one_line_after_the_timeout_and_readers_still_work(
         results, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OPTBENCH_LOCK_TIMEOUT", "0.5")
@@ -205,6 +207,7 @@ def test_a_row_with_bad_json_is_named_by_its_trial_id(results, capsys):
 # -- 4. special paths --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "report", "export"])
 def test_a_fifo_as_results_file_is_refused_without_hanging(tmp_path, command):
     fifo = tmp_path / "r.sqlite"
@@ -315,6 +318,7 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
 
 
+@pytest.mark.slow
 def test_an_export_cut_by_the_file_size_limit_is_one_line_and_keeps_the_old_file(tmp_path):
     results, out = tmp_path / "r.sqlite", tmp_path / "t.csv"
     many_trials(results, 300)  # a CSV of well over 40 kB
@@ -397,6 +401,7 @@ def _export_started(folder: Path, out: Path) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_an_export_killed_mid_write_leaves_the_old_file_or_a_complete_one(results, tmp_path):
     """SIGKILL as soon as the export has written anything, to a temporary file or to the destination (whenever
     that is): no finally block runs, yet the destination is the old export or a complete new one."""

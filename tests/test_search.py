@@ -87,6 +87,7 @@ def test_trial_score_prefers_validation_loss_and_counts_failures_as_infinite():
     assert trial_score("diverged", {"train_loss": 0.1}) == math.inf
 
 
+@pytest.mark.slow
 def test_an_adaptive_search_runs_in_rounds_resumes_and_grows(catalog, tmp_path):
     pytest.importorskip("optuna")
     settings = {"name": "tpe", "problems": ["logistic"], "optimizers": ["sgd"], "search": "tpe", "trials": 6,
@@ -106,6 +107,7 @@ def test_an_adaptive_search_runs_in_rounds_resumes_and_grows(catalog, tmp_path):
         assert set(stored["trial_id"]) < set(store.trials("tpe")["trial_id"])
 
 
+@pytest.mark.slow
 def test_an_interrupted_round_resumes_with_only_its_missing_trials(catalog, tmp_path):
     pytest.importorskip("optuna")
     settings = {"name": "tpe", "problems": ["logistic"], "optimizers": ["sgd"], "search": "tpe", "trials": 8,
@@ -238,20 +240,19 @@ def test_a_broken_strategy_is_named_in_a_one_line_error(write_plugin, tmp_path, 
     assert code == 2 and err[-1].startswith("optbench: error: ") and message in err[-1]
 
 
-def test_a_resumed_search_counts_only_the_trials_it_still_has_to_run(catalog, tmp_path):
+def test_a_resumed_search_counts_only_the_trials_it_still_has_to_run(catalog, tmp_path, monkeypatch, capsys):
     pytest.importorskip("optuna")
-    from bench_core.driver import _next_round
+    from bench_core import driver
 
+    monkeypatch.setattr(driver, "LARGE_SWEEP", 1)  # every sweep announces the trials it expects to run
     settings = {"name": "tpe", "problems": ["logistic"], "optimizers": ["sgd"], "search": "tpe", "trials": 6,
                 "seeds": [0, 1], "steps": 20, "evals": 2, "device": "cpu"}
     with Store(tmp_path / "r.sqlite") as store:
-        run_sweep(expand(settings, catalog), catalog, store, workers=1, progress=False)
-
-        def stored_scores(configs):
-            finals = store.finals(c.trial_id for c in configs)
-            return [trial_score(*finals[c.trial_id]) if c.trial_id in finals else None for c in configs]
-
-        grown = expand({**settings, "trials": 8}, catalog)
-        pending, left, named = _next_round(grown.followups, stored_scores)
-    # 6 points x 2 seeds are stored: the progress bar expects the 2 new points only, not all 16 trials
-    assert (len(pending), left, len(named)) == (4, 4, 12)
+        first = run_sweep(expand(settings, catalog), catalog, store, workers=1, progress=False)
+        assert sum(first.counts.values()) == 12
+        capsys.readouterr()
+        grown = run_sweep(expand({**settings, "trials": 8}, catalog), catalog, store, workers=1, progress=False)
+    # 6 points x 2 seeds are stored: the sweep (and its progress bar) expects the 2 new points only, not all 16
+    err = capsys.readouterr().err
+    assert "optbench: 4 trials to run with 1 worker(s)" in err, err
+    assert sum(grown.counts.values()) == 4

@@ -124,28 +124,31 @@ def test_kill_9_of_the_driver_takes_its_pool_workers_and_resource_tracker_with_i
 @pytest.mark.slow
 def test_a_worker_whose_parent_dies_before_it_is_tied_to_it_exits_at_once(tmp_path):
     """The portable check: a worker told of a parent that is not its parent (already gone) leaves."""
-    code = "from bench_core.executors import _die_with_parent; _die_with_parent(1); import time; time.sleep(30)"
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", code], env=ENV, timeout=60)
-    assert done.returncode == 1 and time.monotonic() - started < 30
+    code = "from bench_core.executors import _die_with_parent; _die_with_parent(1); import time; time.sleep(3600)"
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, timeout=300)  # it left, or sleeps: TimeoutExpired
+    assert done.returncode == 1
+
+
+TRIAL_SECONDS = 40
 
 
 @pytest.mark.slow
 def test_ctrl_c_on_a_pool_sweep_of_long_trials_exits_at_once_and_keeps_finished_trials(tmp_path):
-    """Before: the driver waited for every in-flight trial (71-122 s with ~40 s trials). Trials here last 20 s:
-    waiting for the two in flight would take ~15 s more; the limit is 10 s."""
+    """Before: the driver waited for every in-flight trial (71-122 s with ~40 s trials). Trials here last 40 s:
+    waiting for the two in flight would take ~37 s more; the limit, 30 s, leaves a loaded machine ample time to
+    stop promptly and still tells a prompt stop from a wait."""
     results = tmp_path / "r.sqlite"
     stderr = tmp_path / "stderr.txt"
     with stderr.open("w") as err:
-        process = subprocess.Popen(_command(results, seconds=20, trials=6), env=ENV, stdout=subprocess.DEVNULL,
-                                   stderr=err, start_new_session=True)
+        process = subprocess.Popen(_command(results, seconds=TRIAL_SECONDS, trials=6), env=ENV,
+                                   stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     try:
         children = _started_workers(process.pid, count=2, timeout=120)
         deadline = time.monotonic() + 180
         while len(_stored(results)) < 2 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(_stored(results)) >= 2, stderr.read_text()
-        time.sleep(3)  # the next two trials are in flight, ~17 s from their end
+        time.sleep(3)  # the next two trials are in flight, ~37 s from their end
         before = _stored(results)
         os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it: driver and workers
         sent = time.monotonic()
@@ -153,7 +156,7 @@ def test_ctrl_c_on_a_pool_sweep_of_long_trials_exits_at_once_and_keeps_finished_
         took = time.monotonic() - sent
         message = stderr.read_text()
         assert returncode == 130, message
-        assert took < 10, f"Ctrl-C took {took:.1f} s"
+        assert took < TRIAL_SECONDS - 10, f"Ctrl-C took {took:.1f} s: it waited for the trials in flight"
         assert "interrupted; finished trials are stored" in message and "Traceback" not in message, message
         after = _stored(results)
         assert before.items() <= after.items() and set(after.values()) == {"ok"}
@@ -317,7 +320,7 @@ QUITTER = """
 """
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])  # 2: a process pool
 def test_sys_exit_or_keyboard_interrupt_in_a_plugin_costs_its_trial_not_the_sweep(write_plugin, tmp_path, capsys,
                                                                                  workers):
     from bench_core.cli import main

@@ -399,6 +399,7 @@ with Store(sys.argv[1]) as store:
 """
 
 
+@pytest.mark.slow
 def test_kill_9_while_saving_leaves_a_sound_database_with_every_acknowledged_trial(tmp_path):
     path = tmp_path / "r.sqlite"
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), str(path)], stdout=subprocess.PIPE,
@@ -431,6 +432,7 @@ def test_kill_9_while_saving_leaves_a_sound_database_with_every_acknowledged_tri
         assert TrialConfig.from_json(json.dumps(config_json)).trial_id
 
 
+@pytest.mark.slow
 def test_gradient_evaluations_round_trip_through_the_store_and_export_as_integers(tmp_path, catalog):
     """A real L-BFGS trial (a line search: more evaluations than steps) and an Adam one, stored and exported."""
     from bench_core.runner import ProblemCache, run_trial

@@ -185,6 +185,7 @@ def test_malformed_grid_tables_name_the_key(catalog, value, message):
     assert "lr" in str(raised.value)
 
 
+@pytest.mark.slow
 def test_random_search_draws_within_the_declared_ranges_reproducibly(catalog):
     settings = {"problems": ["quadratic"], "optimizers": ["adam", "momentum"], "random_trials": 300,
                 "batch_size": [8, 32], "seeds": [0]}

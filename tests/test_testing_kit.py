@@ -13,7 +13,6 @@ from planted_optimizer import IgnoresLr
 from tiny_data import write_tiny_datasets
 
 from bench_core import ClassificationProblem, OptimizerSpec, Problem, ProblemSpec, Target
-from bench_core.catalog import load_catalog
 from bench_core.testing import (
     Check,
     assert_optimizer_conforms,
@@ -28,7 +27,6 @@ from bench_core.testing import (
 pytest_plugins = ["pytester"]
 
 PLANTED = Path(__file__).with_name("planted_optimizer.py")  # an optimizer plugin that ignores its lr
-BUILTIN = load_catalog()  # conftest keeps this to the built-ins
 OPTIMIZER_CHECKS = ["steps", "respects_lr", "param_groups", "state_dict_roundtrip", "deterministic", "zero_grad",
                     "no_grad_params"]
 PROBLEM_CHECKS = ["builds", "batches", "deterministic_data", "finite_loss_at_init", "metrics", "disjoint_splits"]
@@ -41,22 +39,26 @@ def failed(results) -> set[str]:
 # --- the built-ins, one test per check ---------------------------------------------------------------
 
 
-@parametrize_with_checks(BUILTIN.optimizers.values())
+# (the builtin_checks mark of conftest.py applies parametrize_with_checks to the built-ins at collection)
+
+
+@pytest.mark.builtin_checks("optimizers", slow=["steps"])  # "steps" trains each optimizer: seconds each
 def test_every_builtin_optimizer_conforms(spec, check):
     check()
 
 
-@parametrize_with_checks([BUILTIN.problems[name] for name in ("sphere", "quadratic")])
+@pytest.mark.builtin_checks("problems", ["sphere", "quadratic"])
 def test_builtin_problems_conform_and_reach_their_target(spec, check):
     check()
 
 
-@parametrize_with_checks([BUILTIN.problems[name] for name in ("digits_mlp", "logistic", "least_squares",
-                                                              "teacher_student")], reach_target=False)
+@pytest.mark.builtin_checks("problems", ["digits_mlp", "logistic", "least_squares", "teacher_student"],
+                            reach_target=False)
 def test_builtin_problems_conform(spec, check):
     check()
 
 
+@pytest.mark.slow
 def test_the_kit_leaves_the_global_random_state_alone(catalog):
     torch.manual_seed(123)
     expected = torch.rand(3)
@@ -66,6 +68,7 @@ def test_the_kit_leaves_the_global_random_state_alone(catalog):
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.slow
 def test_the_whole_spec_api_and_the_parametrized_form_run_the_same_checks(catalog):
     sgd, digits = catalog.optimizers["sgd"], catalog.problems["digits_mlp"]
     assert [name for name, _ in optimizer_checks(sgd, devices=["cpu"])] == [*OPTIMIZER_CHECKS, "device_cpu"]
@@ -167,6 +170,7 @@ class LateNaN(torch.optim.SGD):
                     p.data.fill_(float("nan"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("optimizer", "fixed", "expected"), [
     (IgnoresLr, {}, {"respects_lr", "param_groups"}),
     (ZeroFirstStep, {}, set()),  # a zero first step by design is no fault
@@ -349,6 +353,7 @@ def test_planted_problem_faults_are_caught_by_the_right_check(problem, expected)
     assert failed(results) == expected
 
 
+@pytest.mark.slow
 def test_an_unreachable_target_fails_the_slow_check(catalog):
     results = check_problem(catalog.problems["rastrigin"], reference_lrs=[0.01])
     assert failed(results) == {"target_reachable"}
@@ -508,6 +513,7 @@ def test_old_names(optbench_catalog, check_optimizer, check_problem):
     assert "the optbench fixture 'check_problem' is deprecated: use 'assert_problem_conforms'" in output
 
 
+@pytest.mark.slow
 def test_exemptions_skip_a_check_with_its_reason_and_a_wrong_name_is_refused():
     spec = OptimizerSpec("planted", IgnoresLr, lr=0.05, exempt={"respects_lr": "steps a fixed distance"})
     results = {r.name: r for r in check_optimizer(spec, devices=["cpu"], exempt={"param_groups": "one shared step"})}
@@ -525,6 +531,7 @@ def test_exemptions_skip_a_check_with_its_reason_and_a_wrong_name_is_refused():
 # --- optimizers that need a closure ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_lbfgs_passes_the_kit_through_a_closure_with_only_its_two_honest_exemptions(catalog):
     results = {r.name: r for r in check_optimizer(catalog.optimizers["lbfgs"], devices=["cpu"])}
     assert {name for name, r in results.items() if r.skipped} == {"respects_lr", "param_groups"}
@@ -535,6 +542,7 @@ def test_lbfgs_passes_the_kit_through_a_closure_with_only_its_two_honest_exempti
     assert "steps" in failed(check_optimizer(plain, devices=["cpu"]))
 
 
+@pytest.mark.slow
 def test_a_sam_like_optimizer_passes_the_kit_through_its_closure_and_fails_without_one():
     from closure_optimizers import ToySAM
 
@@ -544,6 +552,7 @@ def test_a_sam_like_optimizer_passes_the_kit_through_its_closure_and_fails_witho
     assert "steps" in failed(undeclared)  # step() missing 'closure': the passes above went through the closure
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("optimizer", "expected"), [
     ("IgnoresClosureGradient", {"steps", "no_grad_params"}),
     ("UnguardedSAM", {"zero_grad"}),

@@ -99,6 +99,7 @@ def test_the_auto_limit_follows_the_documented_formula():
     assert derived_limit(None, 11, 30.0) == 60 + 90
 
 
+@pytest.mark.slow
 def test_a_stalled_step_is_stopped_stored_as_timeout_and_the_sweep_goes_on(tmp_path, plugin, capsys):
     code = run_cli(tmp_path, plugin, "--optimizer", "stalls", "--lr", "0.01,0.1", "--seeds", "0",
                    "--workers", "1", "--trial-timeout", "3")
@@ -131,6 +132,7 @@ def test_a_finished_trial_is_the_same_with_or_without_a_limit(tmp_path, plugin):
     assert auto.time_limit == derived_limit(40, len(auto.curve), None) and auto.final == unlimited.final
 
 
+@pytest.mark.slow
 def test_off_the_main_thread_the_per_step_check_stops_a_slow_trial_keeping_its_curve(tmp_path, plugin):
     cache = ProblemCache(load_catalog([str(plugin)], autoload=False))
     config = TrialConfig("quadratic", "crawls", {"lr": 0.01}, Budget("steps", 100_000), batch_size=8, evals=100_000)
@@ -146,6 +148,7 @@ def test_off_the_main_thread_the_per_step_check_stops_a_slow_trial_keeping_its_c
     assert result.final == {} and f"after {result.steps} steps" in result.reason
 
 
+@pytest.mark.slow
 def test_a_stored_timeout_is_served_under_the_same_limit_and_retried_under_a_longer_one(tmp_path, plugin, capsys):
     run_cli(tmp_path, plugin, "--optimizer", "stalls", "--lr", "0.1", "--seeds", "0", "--workers", "1",
             "--trial-timeout", "2")
@@ -162,6 +165,7 @@ def test_a_stored_timeout_is_served_under_the_same_limit_and_retried_under_a_lon
     assert stored(tmp_path).loc[(0.1, 0), "time_limit"] == 3.0, "the re-run replaced the stored row"
 
 
+@pytest.mark.slow
 def test_a_suite_file_sets_the_limit_and_a_bad_one_is_one_line(tmp_path, plugin, capsys):
     suite = tmp_path / "s.toml"
     suite.write_text('name = "t"\nproblems = ["quadratic"]\noptimizers = ["stalls"]\nlr = [0.1]\nsteps = 30\n'
@@ -184,6 +188,7 @@ def test_a_suite_file_sets_the_limit_and_a_bad_one_is_one_line(tmp_path, plugin,
     assert not (tmp_path / "other.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_the_pool_stops_a_stalled_trial_and_finishes_the_others(tmp_path, plugin):
     env = dict(os.environ, OPTBENCH_DISABLE_PLUGIN_AUTOLOAD="1")
     command = [sys.executable, "-m", "bench_core.cli", "run", "--plugins", str(plugin), "--problem", "quadratic",

@@ -139,6 +139,7 @@ def test_grid_random_and_tpe_sweeps_run_with_the_right_types_and_store_them(type
     assert {row["hp.update"] for row in rows} == {"plain", "halved"}
 
 
+@pytest.mark.slow
 def test_the_command_line_takes_typed_values_and_the_report_names_them(typed_catalog, write_plugin, tmp_path,
                                                                         capsys):
     plugin = tmp_path / "typed_plugin.py"
