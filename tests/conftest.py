@@ -15,7 +15,7 @@ import pytest
 os.environ["OPTBENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
 from bench_core.catalog import Catalog, load_catalog
-from bench_core.cli import DATA_DIR_VARIABLE
+from bench_core.data import DATA_DIR_ENV
 
 
 @functools.cache
@@ -57,14 +57,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(autouse=True)
 def _data_dir_left_as_found() -> Iterator[None]:
-    """``--data-dir`` sets OPTBENCH_DATA_DIR in this process's environment (worker processes inherit it): after a
-    test that calls ``main([..., "--data-dir", ...])`` in-process, later tests would read its tiny data sets."""
-    before = os.environ.get(DATA_DIR_VARIABLE)
+    """optbench reads OPTBENCH_DATA_DIR as the user's default and never writes it (a run's data folder travels in
+    its RunContext): every test checks that nothing it ran changed it (monkeypatch's own changes are undone first)."""
+    before = os.environ.get(DATA_DIR_ENV)
     yield
-    if before is None:
-        os.environ.pop(DATA_DIR_VARIABLE, None)
-    else:
-        os.environ[DATA_DIR_VARIABLE] = before
+    assert os.environ.get(DATA_DIR_ENV) == before, f"{DATA_DIR_ENV} was written by the code under test"
 
 
 @pytest.fixture
