@@ -121,9 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="batch size the learning rates are given for (default: the problem's default batch size)")
     run.add_argument("--transfer-batch-sizes", metavar="SIZES",
                      help="tune at --batch-size, then re-run the best setting at these batch sizes, e.g. 128,512")
-    run.add_argument("--random-trials", type=int, metavar="N",
-                     help="random search: N draws per optimizer and problem from the optimizers' declared ranges "
-                     "(axes you give are sampled from their values)")
     run.add_argument("--random-seed", type=int, metavar="SEED", help="seed of the random search draws (default 0)")
     run.add_argument("--evals", type=int, help="number of evaluations along each run (default 20)")
     run.add_argument("--name", help="suite name to store a custom sweep under (default: custom)")
@@ -298,7 +295,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not name.isidentifier() or not values:
             raise UserError(f"--hp {item!r}: expected NAME=VALUE[,VALUE...]")
         overrides[name] = parse_cli_hyperparameter(f"--hp {name}", values)
-    for key in ("steps", "epochs", "samples", "seconds", "evals", "random_trials", "trials", "base_batch_size"):
+    for key in ("steps", "epochs", "samples", "seconds", "evals", "trials", "base_batch_size"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = _flag_integer(f"--{key.replace('_', '-')}", value, 1)

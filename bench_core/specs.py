@@ -21,7 +21,7 @@ import torch
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 BUDGET_UNITS = ("steps", "epochs", "samples", "seconds")
 #: Sweep axes every trial has, besides the optimizer's own hyperparameters (suite keys and CLI flags).
-AXES = ("lr", "batch_size", "schedule", "seeds", *BUDGET_UNITS, "evals", "random_trials", "random_seed", "search",
+AXES = ("lr", "batch_size", "schedule", "seeds", *BUDGET_UNITS, "evals", "random_seed", "search",
         "trials", "lr_scaling", "base_batch_size", "transfer_batch_sizes", "stop_at_target")
 #: Suite settings that are not sweep axes.
 SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",

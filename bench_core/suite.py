@@ -53,7 +53,7 @@ MAX_INTEGER = 2**63 - 1
 #: Largest batch size: 16.7 million samples a step; an endless-stream problem has no training set to check it
 #: against, and a larger batch is an allocation no machine this runs on can make.
 MAX_BATCH_SIZE = 2**24
-#: Largest trial budget of a search (``trials``/``random_trials``) and largest ``num`` of a grid: the draws and
+#: Largest trial budget of a search (``trials``) and largest ``num`` of a grid: the draws and
 #: points are materialised, so a bound keeps a typo from hanging the expansion (a dry run included).
 MAX_SEARCH_POINTS = 10**6
 #: A suite name becomes a report folder and a stored key: letters, digits, ``_``, ``-``, ``.``, at most 100,
@@ -416,15 +416,8 @@ def _lr_scaling(pick, default_base: int | None) -> _LrScaling:
 
 def _search(pick, catalog: Catalog, problem_name: str, optimizer_name: str) -> tuple[SearchSpec, int, int]:
     """The search strategy, its per-optimizer trial budget and its seed for one optimizer on one problem."""
-    where, random_trials = pick("random_trials", None)
-    where_search, name = pick("search", "random" if random_trials is not None else "grid")
-    if random_trials is not None:
-        if name != "random":
-            raise UserError(f"{where} random_trials: is short for search = 'random'; with search = {name!r} "
-                            f"give the budget as trials")
-        where_count, count = where, random_trials
-    else:
-        where_count, count = pick("trials", None)
+    where_search, name = pick("search", "grid")
+    where_count, count = pick("trials", None)
     try:
         spec = catalog.get("search strategy", _strings(name, f"{where_search} search")[0])
     except UserError as exc:
@@ -434,8 +427,7 @@ def _search(pick, catalog: Catalog, problem_name: str, optimizer_name: str) -> t
             raise UserError(f"{where_search} search = {spec.name!r} needs a trial budget: trials = N")
         count = 0
     else:
-        key = "random_trials" if random_trials is not None else "trials"
-        count = _integers(count, f"{where_count} {key}", minimum=1, scalar=True, maximum=MAX_SEARCH_POINTS)[0]
+        count = _integers(count, f"{where_count} trials", minimum=1, scalar=True, maximum=MAX_SEARCH_POINTS)[0]
     where, value = pick("random_seed", 0)
     random_seed = _integers(value, f"{where} random_seed", minimum=0, scalar=True)[0]
     return spec, count, zlib.crc32(f"{random_seed}/{problem_name}/{optimizer_name}".encode())

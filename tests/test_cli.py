@@ -165,10 +165,10 @@ def test_rerun_runs_stored_trials_again_and_replaces_them(tmp_path):
 
 
 def test_random_search_from_flags(tmp_path):
-    done = optbench("run", "--problem", "quadratic", "--optimizer", "adam,momentum", "--random-trials", "5",
-                    "--random-seed", "3", "--seeds", "0,1", "--dry-run")
+    done = optbench("run", "--problem", "quadratic", "--optimizer", "adam,momentum", "--search", "random",
+                    "--trials", "5", "--random-seed", "3", "--seeds", "0,1", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "20 trials" in done.stdout
-    bad = optbench("run", "--problem", "quadratic", "--random-trials", "0", "--dry-run")
+    bad = optbench("run", "--problem", "quadratic", "--search", "random", "--trials", "0", "--dry-run")
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "optbench: error: --random-trials=0 is invalid: expected an integer >= 1"
+    assert bad.stderr.strip() == "optbench: error: --trials=0 is invalid: expected an integer >= 1"

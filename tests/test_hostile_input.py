@@ -53,9 +53,9 @@ def assert_one_line_error_nothing_written(tmp_path: Path, code: int, err: str, *
     (["--seconds", str(2**64)], ["seconds"]),
     (["--evals", str(2**70)], ["evals"]),
     (["--steps", "5", "--evals", "50"], ["evals 50", "5 steps"]),
-    (["--random-trials", str(2**62)], ["random_trials"]),
+    (["--search", "random", "--trials", str(2**62)], ["trials"]),
     (["--search", "random", "--trials", str(10**7)], ["trials"]),
-    (["--random-trials", "3", "--random-seed", str(2**64)], ["random_seed"]),
+    (["--search", "random", "--trials", "3", "--random-seed", str(2**64)], ["random_seed"]),
     (["--lr", "inf"], ["lr", "inf"]),
     (["--lr", "nan"], ["lr", "nan"]),
     (["--lr", "0.1,-inf"], ["lr"]),
@@ -80,7 +80,8 @@ def test_absurd_flag_values_are_one_line_errors_and_nothing_is_written(tmp_path,
 def test_the_same_values_pass_within_bounds(tmp_path, capsys):
     """The bounds are not too tight: the largest allowed values of each setting are accepted by a dry run."""
     code, out, err = run_cli(tmp_path, capsys, *BASE, "--seeds", f"0,{2**63 - 1}", "--batch-size", str(2**24),
-                             "--random-seed", str(2**63 - 1), "--random-trials", "2", "--dry-run")
+                             "--random-seed", str(2**63 - 1), "--search", "random", "--trials", "2",
+                             "--dry-run")
     assert code == 0, err
     assert "8 trials" in out  # 2 optimizers x 2 draws x 2 seeds
 

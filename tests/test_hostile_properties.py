@@ -141,7 +141,7 @@ KNOWN_HOSTILE = st.sampled_from(["nan", "inf", "-inf", "1e999", "-1", "0", str(2
 FLAG_VALUES = st.one_of(KNOWN_HOSTILE, KNOWN_HOSTILE, KNOWN_HOSTILE, INTEGERS.map(str),
                         st.floats(allow_nan=True, allow_infinity=True).map(repr), HOSTILE_TEXT, st.sampled_from(NAMES))
 FLAGS = ["--lr", "--momentum", "--seeds", "--batch-size", "--steps", "--samples", "--evals", "--trials",
-         "--random-trials", "--random-seed", "--name", "--schedule", "--search", "--base-batch-size",
+         "--random-seed", "--name", "--schedule", "--search", "--base-batch-size",
          "--transfer-batch-sizes", "--workers", "--lr-scaling", "--device", "--optimizer"]
 
 

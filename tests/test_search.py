@@ -35,17 +35,17 @@ def test_the_grid_strategy_gives_the_same_trials_as_naming_it(catalog):
     assert ids(expand({**settings, "search": "grid"}, catalog)) == ids(sweep)
 
 
-def test_random_via_search_key_equals_random_trials_shorthand(catalog):
+def test_random_search_draws_its_trial_budget(catalog):
     base = {"problems": ["quadratic"], "optimizers": ["adam"], "steps": 5}
-    short = expand({**base, "random_trials": 12}, catalog)
     named = expand({**base, "search": "random", "trials": 12}, catalog)
-    assert len(short.trials) == 12 and ids(short) == ids(named)
+    assert len(named.trials) == 12 and len(set(ids(named))) == 12
+    with pytest.raises(UserError, match="unknown key 'random_trials'"):  # folded into search/trials
+        expand({**base, "random_trials": 12}, catalog)
 
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"search": "random"}, "needs a trial budget"),
     ({"search": "annealing", "trials": 3}, "unknown search strategy 'annealing'"),
-    ({"search": "tpe", "random_trials": 3}, "random_trials"),
     ({"search": "random", "trials": 0}, "trials"),
     ({"lr_scaling": "sqrt"}, "lr_scaling"),
     ({"batch_size": [8, 16], "transfer_batch_sizes": [64]}, "tune at one batch size"),

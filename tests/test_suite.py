@@ -187,7 +187,7 @@ def test_malformed_grid_tables_name_the_key(catalog, value, message):
 
 @pytest.mark.slow
 def test_random_search_draws_within_the_declared_ranges_reproducibly(catalog):
-    settings = {"problems": ["quadratic"], "optimizers": ["adam", "momentum"], "random_trials": 300,
+    settings = {"problems": ["quadratic"], "optimizers": ["adam", "momentum"], "search": "random", "trials": 300,
                 "batch_size": [8, 32], "seeds": [0]}
     sweep = expand(settings, catalog)
     assert len(sweep.trials) == 2 * 300 * 2  # optimizers x draws x batch sizes
@@ -206,19 +206,19 @@ def test_random_search_draws_within_the_declared_ranges_reproducibly(catalog):
     assert abs(logs.mean().item() - (low + high) / 2) < 4 * (high - low) / math.sqrt(12 * 300)
     assert logs.std().item() == pytest.approx((high - low) / math.sqrt(12), rel=0.15)
     # widening the search keeps the trials already drawn
-    wider = expand({**settings, "random_trials": 310}, catalog)
+    wider = expand({**settings, "trials": 310}, catalog)
     assert set(ids(sweep)) <= set(ids(wider))
 
 
 def test_random_search_samples_given_axes_and_takes_a_budget_per_optimizer(catalog):
-    settings = {"problems": ["quadratic"], "optimizers": ["adam", "momentum"], "random_trials": 50,
-                "momentum": [0.5, 0.9], "optimizer": {"adam": {"random_trials": 7}}}
+    settings = {"problems": ["quadratic"], "optimizers": ["adam", "momentum"], "search": "random", "trials": 50,
+                "momentum": [0.5, 0.9], "optimizer": {"adam": {"trials": 7}}}
     sweep = expand(settings, catalog)
     momentum = [t for t in sweep.trials if t.optimizer == "momentum"]
     assert len(momentum) == 50 and len([t for t in sweep.trials if t.optimizer == "adam"]) == 7
     assert {t.hyperparams["momentum"] for t in momentum} == {0.5, 0.9}  # drawn from the given values
-    with pytest.raises(UserError, match="random_trials"):
-        expand({**settings, "random_trials": 0}, catalog)
+    with pytest.raises(UserError, match="trials=0 is invalid"):
+        expand({**settings, "trials": 0}, catalog)
 
 
 def test_a_samples_budget_gives_every_batch_size_the_same_data(catalog):
