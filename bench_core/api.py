@@ -224,7 +224,7 @@ def trial_count(sweep: Sweep) -> str:
 
 
 def _settings(suite: str | PathLike | Mapping[str, Any], source: str | None) -> tuple[dict[str, Any], str]:
-    from bench_core.suite import read_suite
+    from bench_core.suite_files import read_suite
 
     if isinstance(suite, Mapping):
         return dict(suite), source or "settings"

@@ -211,7 +211,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench_core.suite import adhoc_settings, read_suite
+    from bench_core.suite import adhoc_settings
+    from bench_core.suite_files import read_suite
 
     context = _context(args)
     overrides = _overrides(args)
@@ -227,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_lr_range(args: argparse.Namespace) -> int:
     from bench_core.lr_range import range_settings
-    from bench_core.suite import parse_cli_values
+    from bench_core.values import parse_cli_values
 
     if args.steps < 3:
         raise UserError(f"--steps {args.steps}: a range test needs at least 3 steps")
@@ -280,7 +281,7 @@ def _run_settings(args: argparse.Namespace, context: RunContext, settings: dict[
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from bench_core.suite import parse_cli_hyperparameter, parse_cli_values
+    from bench_core.values import parse_cli_hyperparameter, parse_cli_values
 
     overrides: dict[str, Any] = {}
     for attr, key, kind in (("problem", "problems", str), ("optimizer", "optimizers", str),

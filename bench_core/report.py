@@ -248,7 +248,7 @@ def _write_report(store: Store, suite: str, folder: Path, catalog: Catalog | Non
 def report_folder(out_dir: Path, suite: str) -> Path:
     """``out_dir/<suite>``, or a :class:`UserError` if the suite name would put it anywhere else.
 
-    Suite names are checked when a sweep starts (:func:`bench_core.suite.check_suite_name`);
+    Suite names are checked when a sweep starts (:func:`bench_core.suite_files.check_suite_name`);
     this guards results files written before that check, or by other tools: a name such as
     ``../../x`` or ``/tmp/x`` must not write a README outside the output folder.
     """
