@@ -28,6 +28,11 @@ EXIT_TRIAL_ERRORS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``optbench`` console script; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for item in argv:  # argparse would hand '--flag=--' over as an empty list, not as a string
+        if item.startswith("--") and item.endswith("=--"):
+            print(f"optbench: error: {item}: '--' is not a value", file=sys.stderr)
+            return EXIT_USER_ERROR
     args = parser.parse_args(argv)
     try:
         with tracking_sigint():  # tells a plugin's sys.exit()/KeyboardInterrupt from the user's Ctrl-C

@@ -195,6 +195,8 @@ def like(default: Any, value: Any, where: str) -> Any:
 
 def parse_cli_values(flag: str, text: str, kind: type) -> list[Any]:
     """Parse a comma-separated flag value (``--lr 0.01,0.1``) into a list of ``kind``."""
+    if not isinstance(text, str):  # argparse hands ``--lr=--`` over as a list
+        raise UserError(f"{flag}: expected comma-separated values, got {show(text)}")
     out = []
     for part in text.split(","):
         part = part.strip()

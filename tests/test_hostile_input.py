@@ -57,6 +57,8 @@ def assert_one_line_error_nothing_written(tmp_path: Path, code: int, err: str, *
     (["--search", "random", "--trials", str(10**7)], ["trials"]),
     (["--search", "random", "--trials", "3", "--random-seed", str(2**64)], ["random_seed"]),
     (["--lr", "inf"], ["lr", "inf"]),
+    (["--lr=--"], ["--lr=--", "not a value"]),  # argparse turns it into a list: found by the property test
+    (["--data-dir=--"], ["--data-dir=--"]),
     (["--lr", "nan"], ["lr", "nan"]),
     (["--lr", "0.1,-inf"], ["lr"]),
     (["--lr", "log:1e-3:inf:5"], ["grid bounds"]),
