@@ -25,10 +25,10 @@ from bench_core.executors import TRIAL_THREADS, make_executor
 from bench_core.fingerprint import Fingerprints, describe_change
 from bench_core.followups import FollowUp, Scores
 from bench_core.runner import ProblemCache, trial_limit
-from bench_core.store import DONE_STATUSES, Store
+from bench_core.store import Store
 from bench_core.suite import Sweep
 from bench_core.time_limits import AUTO, TimeLimit
-from bench_core.trial import STATUSES, TrialConfig, TrialResult
+from bench_core.trial import DONE_STATUSES, STATUSES, TrialConfig, TrialResult
 
 #: A sweep with at least this many trials to run prints its trial count and a time estimate first.
 LARGE_SWEEP = 200

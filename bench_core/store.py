@@ -68,15 +68,13 @@ from urllib.parse import quote
 import pandas as pd
 
 from bench_core.errors import UserError
-from bench_core.trial import STATUSES, TrialConfig, TrialResult
+from bench_core.trial import DONE_STATUSES, STATUSES, TrialConfig, TrialResult
 
 #: Bump on any change to the tables below, and teach :meth:`Store._open_schema` to migrate.
 SCHEMA_VERSION = 4
 #: ``PRAGMA application_id`` ("OPTB"): tells our files from other SQLite databases.
 APPLICATION_ID = 0x4F505442
 SQLITE_MAGIC = b"SQLite format 3\x00"
-#: Statuses that count as a result; an ``error`` is a failure and is retried on a re-run.
-DONE_STATUSES = ("ok", "diverged")
 
 SCHEMA = f"""
 CREATE TABLE trials (

@@ -17,6 +17,9 @@ from bench_core.specs import Budget
 #: Every status a trial can end with: a result (``ok``, ``diverged``), a failure (``error``), or stopped at its
 #: time limit (``timeout``: no final metrics; see :mod:`bench_core.time_limits`).
 STATUSES = ("ok", "diverged", "error", "timeout")
+#: The statuses that are results, served from the store on a re-run; an ``error`` is retried, a ``timeout`` retried
+#: under a longer limit (:func:`bench_core.driver.timeouts_to_keep`).
+DONE_STATUSES = ("ok", "diverged")
 
 
 @dataclass(frozen=True)
