@@ -111,7 +111,11 @@ class ReportContext:
         target = (self.folder / name).resolve()
         if target.parent != self.folder.resolve() or Path(name).name != name:
             raise ValueError(f"figure name {name!r} is not a file name inside the report folder")
-        figure.savefig(target, dpi=110, **kwargs)
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": True}):  # ticks drawn now: mathtext, as matplotlib writes them
+            _ticks_in_mathtext(figure)
+            figure.savefig(target, dpi=110, **kwargs)
         return name
 
     def metric_range(self, trials: pd.DataFrame, metric: str) -> tuple[float, float]:
@@ -263,12 +267,25 @@ def report_folder(out_dir: Path, suite: str) -> Path:
 
 @contextlib.contextmanager
 def _plain_text() -> Iterator[None]:
-    """Draw every text as typed, never as mathtext: names and option values come from users and plugins, and a
-    ``$`` in one (``x$\\frac{$``) would otherwise be parsed as TeX and fail the figure or garble it."""
+    """Create every text as typed, never as mathtext: names and option values come from users and plugins, and a
+    ``$`` in one (``x$\\frac{$``) would otherwise be parsed as TeX and fail the figure or garble it. Tick labels
+    are the exception (:func:`_ticks_in_mathtext`)."""
     import matplotlib
 
     with matplotlib.rc_context({"text.parse_math": False}):
         yield
+
+
+def _ticks_in_mathtext(figure: Figure) -> None:
+    """Let tick labels be mathtext again: matplotlib's log-axis formatter writes them in it (``$10^{-2}$``), and as
+    plain text they would show that source. Only tick labels: their text comes from the formatter, never a user."""
+    from matplotlib.text import Text
+
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            for text in axis.findobj(Text):
+                if text is not axis.label:
+                    text.set_parse_math(True)
 
 
 def mixed_code_warnings(trials: pd.DataFrame) -> list[str]:

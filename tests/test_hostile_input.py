@@ -236,6 +236,30 @@ def test_dollar_signs_in_names_drawn_in_figures_do_not_break_the_report(tmp_path
     assert figures and all(path.parent == tmp_path / "reports" / "tex" for path in figures)
 
 
+
+def test_figure_texts_are_drawn_as_typed_while_log_ticks_keep_their_mathtext(tmp_path):
+    """User text with ``$`` is literal; the log axis's tick labels (written in mathtext by matplotlib) still render."""
+    import matplotlib
+    import pandas as pd
+
+    context = ReportContext("s", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), tmp_path)
+    with matplotlib.rc_context({"text.parse_math": False}):  # as write_report builds its sections
+        figure = context.figure()
+        axes = figure.add_subplot()
+        axes.loglog([1e-4, 1e-2, 1.0], [3.0, 0.5, 0.2], label="x$\\frac{$")
+        axes.set_title("p (label=$_^$)")
+        axes.set_xlabel("learning rate $")
+        axes.legend()
+        figure.tight_layout()  # lays the ticks out before the save, as sections do
+        context.save(figure, "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
+    literal = [axes.title, axes.xaxis.label, *axes.get_legend().get_texts()]
+    assert all(not text.get_parse_math() for text in literal)
+    ticks = [label for label in axes.xaxis.get_ticklabels() if label.get_text()]
+    assert ticks and all(label.get_parse_math() for label in ticks)
+    assert any("\\mathdefault" in label.get_text() for label in ticks), "matplotlib's log ticks are mathtext"
+
+
 OPTIMIZER_X = """
     import torch
     from bench_core import OptimizerSpec, hookimpl
