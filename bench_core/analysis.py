@@ -14,6 +14,7 @@ from functools import cached_property
 import pandas as pd
 
 from bench_core.configuration import best_configurations, selection_metric, setting_columns, tuned_cost
+from bench_core.trial import Status
 
 __all__ = ["Entry", "batch_scaling", "critical_batch_size", "evaluations_to_target", "gradient_evaluations",
            "leaderboard", "more_than_one_evaluation_per_step", "setting_effects", "speed_label", "target_costs",
@@ -83,7 +84,7 @@ class Entry:
     @cached_property
     def ok(self) -> pd.DataFrame:
         """The chosen configuration's finished (``ok``) seeds."""
-        return self.runs[self.runs["status"] == "ok"]
+        return self.runs[self.runs["status"] == Status.OK]
 
     def count(self, status: str) -> int:
         """Trials of the optimizer on this variant (all configurations) with ``status``."""
@@ -119,7 +120,7 @@ def leaderboard(trials: pd.DataFrame) -> list[Entry]:
     entries = []
     for _, best in best_configurations(trials).iterrows():
         runs = trials[trials["config_id"] == best["config_id"]]
-        ok = runs[runs["status"] == "ok"]
+        ok = runs[runs["status"] == Status.OK]
         selected = ok[metric].astype(float) if metric in ok else pd.Series(dtype=float)
         entries.append(Entry(best["optimizer"], best["config_id"], float(best["score"]), best, runs,
                              trials[trials["optimizer"] == best["optimizer"]], selected.dropna()))
@@ -137,7 +138,7 @@ def batch_scaling(trials: pd.DataFrame) -> pd.DataFrame:
     for (optimizer, batch_size), group in trials.dropna(subset=["batch_size"]).groupby(["optimizer", "batch_size"]):
         steps = float(tuned_cost(group).iloc[0])
         chosen = best_configurations(group).iloc[0]
-        ok = group[group["status"] == "ok"]
+        ok = group[group["status"] == Status.OK]
         rows.append({"optimizer": optimizer, "batch_size": int(batch_size), "steps": steps,
                      "lr": chosen.get("hp.lr", math.nan), "score": float(chosen["score"]),
                      "throughput": float(ok["samples_per_second"].median()) if len(ok) else math.nan})
@@ -180,7 +181,7 @@ def setting_effects(trials: pd.DataFrame, column: str) -> pd.DataFrame:
         for value, group in of_optimizer.groupby(column, dropna=False):
             chosen = best_configurations(group).iloc[0]
             runs = group[group["config_id"] == chosen["config_id"]]
-            ok = runs[runs["status"] == "ok"]
+            ok = runs[runs["status"] == Status.OK]
             rows.append({"optimizer": optimizer, "value": value, "config_id": chosen["config_id"],
                          "score": float(chosen["score"]), "steps": float(tuned_cost(group).iloc[0]),
                          "lr": chosen.get("hp.lr", math.nan), "selected": ok[metric].dropna().astype(float)})

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench_core.trial import TrialConfig
+from bench_core.trial import Status, TrialConfig
 
 __all__ = ["SELECTION_METRICS", "best_configurations", "best_setting", "configuration_id", "selection_metric",
            "setting_columns", "trial_score", "trial_scores", "tuned_cost", "variant_id", "variant_options",
@@ -163,13 +163,13 @@ def trial_scores(trials: pd.DataFrame) -> pd.Series:
     """Each trial's selection score: the selection metric if ``ok`` and finite, else ``inf``."""
     metric = selection_metric(trials)
     values = trials[metric] if metric in trials else pd.Series(math.inf, index=trials.index)
-    values = values.where(trials["status"] == "ok").astype(float)
+    values = values.where(trials["status"] == Status.OK).astype(float)
     return values.where(values.abs() < math.inf).fillna(math.inf)
 
 
 def trial_score(status: str, final: Mapping[str, Any]) -> float:
     """One trial's selection score from its status and final metrics (what adaptive searches minimise)."""
-    if status != "ok":
+    if status != Status.OK:
         return math.inf
     for name in SELECTION_METRICS:
         if final.get(name) is not None:
@@ -204,7 +204,7 @@ def tuned_cost(trials: pd.DataFrame, cost: str = "steps_to_target", by: Sequence
     (did not reach the target, diverged, errored) counts as infinite; then the minimum over
     the group's configurations. ``inf`` means no configuration reached the target on most seeds.
     """
-    values = trials[cost].where(trials["status"] == "ok").astype(float).fillna(math.inf)
+    values = trials[cost].where(trials["status"] == Status.OK).astype(float).fillna(math.inf)
     medians = trials.assign(_cost=values).groupby([*by, "config_id"], dropna=False)["_cost"].median()
     return medians.groupby(level=list(range(len(by)))).min()
 

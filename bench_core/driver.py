@@ -28,7 +28,7 @@ from bench_core.runner import ProblemCache, trial_limit
 from bench_core.store import Store
 from bench_core.suite import Sweep
 from bench_core.time_limits import AUTO, TimeLimit
-from bench_core.trial import DONE_STATUSES, STATUSES, TrialConfig, TrialResult
+from bench_core.trial import DONE_STATUSES, STATUSES, Status, TrialConfig, TrialResult
 
 #: A sweep with at least this many trials to run prints its trial count and a time estimate first.
 LARGE_SWEEP = 200
@@ -46,7 +46,7 @@ class SweepOutcome:
     timeouts: list[tuple[TrialConfig, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        shown = STATUSES if self.counts["timeout"] else ("ok", "diverged", "error")
+        shown = STATUSES if self.counts[Status.TIMEOUT] else (Status.OK, Status.DIVERGED, Status.ERROR)
         ran = ", ".join(f"{self.counts[s]} {s}" for s in shown)
         return f"{self.total} trials: {self.skipped} already stored, ran {sum(self.counts.values())} ({ran})"
 
@@ -76,7 +76,7 @@ def run_sweep(sweep: Sweep, context: RunContext | Catalog, store: Store, workers
 
     def served(configs: Sequence[TrialConfig], status: Mapping[str, str]) -> list[TrialConfig]:
         """The stored trials among ``configs`` not to run again: results, and timeouts at a limit not below today's."""
-        timeouts = [c for c in configs if status.get(c.trial_id) == "timeout"]
+        timeouts = [c for c in configs if status.get(c.trial_id) == Status.TIMEOUT]
         kept = timeouts_to_keep(timeouts, store, limits) if timeouts else set()
         return [c for c in configs if status.get(c.trial_id) in DONE_STATUSES or c.trial_id in kept]
 
@@ -100,9 +100,9 @@ def run_sweep(sweep: Sweep, context: RunContext | Catalog, store: Store, workers
         store.save(config, result)
         ran[config.trial_id] = trial_score(result.status, result.final)
         outcome.counts[result.status] += 1
-        if result.status == "error":
+        if result.status == Status.ERROR:
             outcome.errors.append((config, _last_line(result.error)))
-        elif result.status == "timeout":
+        elif result.status == Status.TIMEOUT:
             outcome.timeouts.append((config, result.reason or "stopped at its time limit"))
 
     limits = TrialLimits(context.problems, sweep.time_limit)
@@ -142,7 +142,7 @@ def run_sweep(sweep: Sweep, context: RunContext | Catalog, store: Store, workers
                             for failure in catalog.notify_trial_finished(config, result):
                                 bar.write(f"optbench: warning: {failure}", file=sys.stderr)
                             bar.set_postfix({s: outcome.counts[s] for s in STATUSES
-                                             if s != "timeout" or outcome.counts[s]}, refresh=False)
+                                             if s != Status.TIMEOUT or outcome.counts[s]}, refresh=False)
                             bar.update(1)
                 except KeyboardInterrupt:
                     # Ctrl-C: stop the workers now rather than wait for their trials, and store every result that

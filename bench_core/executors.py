@@ -31,7 +31,7 @@ from bench_core.errors import UserError
 from bench_core.interrupts import trust_every_interrupt_to_code
 from bench_core.runner import ProblemCache, run_trials
 from bench_core.time_limits import AUTO, TimeLimit
-from bench_core.trial import TrialConfig, TrialResult
+from bench_core.trial import Status, TrialConfig, TrialResult
 
 Group = list[TrialConfig]
 
@@ -244,7 +244,7 @@ def default_workers(device: str, trials: int) -> int:
 
 
 def _lost(config: TrialConfig, why: object) -> TrialResult:
-    return TrialResult(config.trial_id, "error", error=f"worker process died before finishing: {why}",
+    return TrialResult(config.trial_id, Status.ERROR, error=f"worker process died before finishing: {why}",
                        device=config.device)
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from bench_core.trial import Status
+
 if TYPE_CHECKING:
     from bench_core.report import ReportContext
 
@@ -89,7 +91,7 @@ def range_test_sections(report: ReportContext) -> list[str]:
     rows = []
     for _, trial in trials.sort_values(["problem", "optimizer", "batch_size", "seed"]).iterrows():
         read = found.get(trial["trial_id"], nothing)
-        status = trial["status"] if trial["status"] != "error" else "⚠ error"
+        status = trial["status"] if trial["status"] != Status.ERROR else "⚠ error"
         rows.append([trial["problem"], trial["optimizer"], _batch(trial["batch_size"]), trial["seed"], status,
                      *(f"{read[k]:.3g}" for k in ("steepest", "lowest", "blowup"))])
     parts = ["Each run raises the learning rate exponentially, one step at a time, and records the training "

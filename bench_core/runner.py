@@ -65,7 +65,7 @@ from bench_core.data import reading_data_from
 from bench_core.interrupts import raised_by_code
 from bench_core.specs import Problem
 from bench_core.time_limits import AUTO, TimeLimit, TrialTimeout, alarm, derived_limit, describe
-from bench_core.trial import TrialConfig, TrialResult
+from bench_core.trial import Status, TrialConfig, TrialResult
 
 #: The host reads the training loss every this many steps (and at every evaluation); one
 #: synchronisation per read. On a deterministic problem with a ``train_loss`` target the read
@@ -145,7 +145,7 @@ def run_trial(config: TrialConfig, problems: ProblemCache, time_limit: TimeLimit
     the steps and the learning curve it had reached (see :mod:`bench_core.time_limits`).
     """
     started = time.perf_counter()
-    progress = TrialResult(config.trial_id, "ok", device=config.device)
+    progress = TrialResult(config.trial_id, Status.OK, device=config.device)
     limit = None
     try:
         # built before the clock starts: a data set loads once per process, not once per trial
@@ -155,11 +155,11 @@ def run_trial(config: TrialConfig, problems: ProblemCache, time_limit: TimeLimit
     except TrialTimeout:
         result = _timed_out(progress, limit)
     except Exception:
-        result = TrialResult(config.trial_id, "error", error=traceback.format_exc(), device=config.device)
+        result = TrialResult(config.trial_id, Status.ERROR, error=traceback.format_exc(), device=config.device)
     except (SystemExit, KeyboardInterrupt) as exc:  # sys.exit() in a plugin costs its trial, not the sweep
         if not raised_by_code(exc):
             raise  # the user's Ctrl-C
-        result = TrialResult(config.trial_id, "error", error=f"{traceback.format_exc()}plugin raised {exc!r}",
+        result = TrialResult(config.trial_id, Status.ERROR, error=f"{traceback.format_exc()}plugin raised {exc!r}",
                              device=config.device)
     result.time_limit = limit
     result.wall_seconds = time.perf_counter() - started
@@ -180,7 +180,7 @@ def trial_limit(config: TrialConfig, problem: Problem | None, time_limit: TimeLi
 
 def _timed_out(progress: TrialResult, limit: float | None) -> TrialResult:
     """The result of a trial stopped at its time limit: how far it got, no final metrics (it did not finish)."""
-    return TrialResult(progress.trial_id, "timeout", steps=progress.steps, samples=progress.samples,
+    return TrialResult(progress.trial_id, Status.TIMEOUT, steps=progress.steps, samples=progress.samples,
                        curve=progress.curve, device=progress.device, train_seconds=math.nan,
                        reason=f"stopped at the trial time limit ({describe(limit)}) after {progress.steps} steps")
 
@@ -289,8 +289,8 @@ def _train(config: TrialConfig, problems: ProblemCache, result: TrialResult, dea
         return metrics
 
     def diverge(why: str | None) -> None:
-        if why is not None and result.status != "diverged":
-            result.status, result.reason = "diverged", why
+        if why is not None and result.status != Status.DIVERGED:
+            result.status, result.reason = Status.DIVERGED, why
 
     with torch.no_grad():
         initial = evaluate(0)
@@ -349,14 +349,14 @@ def _train(config: TrialConfig, problems: ProblemCache, result: TrialResult, dea
             else:
                 value = loss.item()  # synchronises the device
             diverge(_blown_up(value, blowup, step))
-            if result.status == "diverged":
+            if result.status == Status.DIVERGED:
                 evaluating = True
         if evaluating:
             train_seconds += _now(device) - tick
             with torch.no_grad():
                 metrics = evaluate(step)
             diverge(_blown_up(metrics["train_loss"], blowup, step))
-            if result.status == "diverged" or (config.stop_at_target and result.steps_to_target is not None):
+            if result.status == Status.DIVERGED or (config.stop_at_target and result.steps_to_target is not None):
                 break
             tick = _now(device)
         if finished:

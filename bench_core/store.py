@@ -68,7 +68,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from bench_core.errors import UserError
-from bench_core.trial import DONE_STATUSES, STATUSES, TrialConfig, TrialResult
+from bench_core.trial import DONE_STATUSES, STATUSES, Status, TrialConfig, TrialResult
 
 #: Bump on any change to the tables below, and teach :meth:`Store._open_schema` to migrate.
 SCHEMA_VERSION = 4
@@ -465,8 +465,8 @@ class Store:
 
     def timeouts(self, trial_ids: Iterable[str]) -> dict[str, float | None]:
         """The stored ``timeout`` trials among ``trial_ids`` and the limit in seconds each was stopped at."""
-        return {trial_id: limit for trial_id, status, limit in self._select_by_ids("trial_id, status, time_limit",
-                                                                                  trial_ids) if status == "timeout"}
+        rows = self._select_by_ids("trial_id, status, time_limit", trial_ids)
+        return {trial_id: limit for trial_id, status, limit in rows if status == Status.TIMEOUT}
 
     def finals(self, trial_ids: Iterable[str]) -> dict[str, tuple[str, dict[str, float]]]:
         """``status`` and ``final`` metrics of the stored trials among ``trial_ids``: what searches score."""

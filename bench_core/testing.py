@@ -87,6 +87,7 @@ from tabulate import tabulate
 
 from bench_core.closure import closure_step
 from bench_core.specs import OptimizerSpec, Problem, ProblemSpec
+from bench_core.trial import Status
 
 if TYPE_CHECKING:
     import pytest
@@ -582,7 +583,7 @@ def problem_checks(spec: ProblemSpec, options: dict[str, Any] | None = None, dev
                                  budget=spec.budget, batch_size=batch_size() if p.stochastic else None,
                                  problem_options=options, device=device)
             result = run_trial(config, cache)
-            if result.status == "ok" and result.steps_to_target is not None:
+            if result.status == Status.OK and result.steps_to_target is not None:
                 return
             outcomes.append(f"lr {lr:g}: {result.status}, best {p.target.metric} "
                             f"{result.best.get(p.target.metric, math.nan):.4g}")

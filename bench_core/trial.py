@@ -10,16 +10,28 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from bench_core.specs import Budget
 
-#: Every status a trial can end with: a result (``ok``, ``diverged``), a failure (``error``), or stopped at its
-#: time limit (``timeout``: no final metrics; see :mod:`bench_core.time_limits`).
-STATUSES = ("ok", "diverged", "error", "timeout")
+
+class Status(StrEnum):
+    """How a trial ended: a result (``ok``, ``diverged``), a failure (``error``), or stopped at its time limit
+    (``timeout``: no final metrics; see :mod:`bench_core.time_limits`). The one status type of optbench: stored,
+    compared and counted as these members, which are also the plain strings the store and the frames hold."""
+
+    OK = "ok"
+    DIVERGED = "diverged"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+#: Every status, in the order reports count them.
+STATUSES = tuple(Status)
 #: The statuses that are results, served from the store on a re-run; an ``error`` is retried, a ``timeout`` retried
 #: under a longer limit (:func:`bench_core.driver.timeouts_to_keep`).
-DONE_STATUSES = ("ok", "diverged")
+DONE_STATUSES = (Status.OK, Status.DIVERGED)
 
 
 @dataclass(frozen=True)
@@ -135,4 +147,5 @@ class TrialResult:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
+            raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
+        self.status = Status(self.status)  # a plain string is accepted and kept as its member

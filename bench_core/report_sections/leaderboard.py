@@ -13,6 +13,7 @@ from bench_core.configuration import selection_metric
 from bench_core.hookspecs import hookimpl
 from bench_core.report import heading, interval_cell, seeds_cell, value_cell
 from bench_core.stats import distinguishable
+from bench_core.trial import Status
 
 if TYPE_CHECKING:
     from bench_core.report import ReportContext
@@ -26,7 +27,7 @@ def optbench_report_section(report: ReportContext) -> str | None:
     if not report.sweep:
         return None
     # timeouts are named only where there are some, so reports of sweeps without a time limit read as before
-    timeouts = (report.trials["status"] == "timeout").any()
+    timeouts = (report.trials["status"] == Status.TIMEOUT).any()
     failed = "diverged, errored and timed-out trials" if timeouts else "diverged and errored trials"
     warned = "some errored or timed out" if timeouts else "some errored"
     parts = [f"## {TITLE}", "",
@@ -132,7 +133,7 @@ def describe(entry: Entry, trials: pd.DataFrame) -> str:
 
 def failed_cell(entry: Entry) -> str:
     total = len(entry.all_runs)
-    diverged, errored, timed_out = entry.count("diverged"), entry.count("error"), entry.count("timeout")
+    diverged, errored, timed_out = entry.count(Status.DIVERGED), entry.count(Status.ERROR), entry.count(Status.TIMEOUT)
     if not diverged and not errored and not timed_out:
         return f"0/{total}"
     parts = []

@@ -11,6 +11,7 @@ from tabulate import tabulate
 from bench_core.configuration import tuned_cost
 from bench_core.hookspecs import hookimpl
 from bench_core.report_sections import file_name
+from bench_core.trial import Status
 
 if TYPE_CHECKING:
     from bench_core.report import ReportContext
@@ -59,8 +60,8 @@ def tuneability(trials: pd.DataFrame) -> tuple[list[list[str]], dict[str, tuple[
             good = f"{min(reached):g} – {max(reached):g} ({len(reached)}/{len(lrs)}; {decades:.1f} decades)"
         else:
             good = f"none (0/{len(lrs)})"
-        diverged = rows.loc[rows["status"] == "diverged", "hp.lr"].unique()
-        errored = rows.loc[rows["status"].isin(["error", "timeout"]), "hp.lr"].unique()
+        diverged = rows.loc[rows["status"] == Status.DIVERGED, "hp.lr"].unique()
+        errored = rows.loc[rows["status"].isin([Status.ERROR, Status.TIMEOUT]), "hp.lr"].unique()
         table.append([optimizer, _lrs(lrs), good, _lrs(diverged), ("⚠ " + _lrs(errored)) if len(errored) else "–",
                       len(reached)])
     table.sort(key=lambda row: (-row[-1], row[0]))
@@ -71,14 +72,14 @@ def plot_loss(report: ReportContext, variant: str, trials: pd.DataFrame) -> str:
     """Final training loss against lr: colour and marker per optimizer, line style per batch size."""
     figure = report.figure()
     ax = figure.subplots()
-    ok = trials[trials["status"] == "ok"]
+    ok = trials[trials["status"] == Status.OK]
     finite = ok["final.train_loss"].dropna() if "final.train_loss" in ok else pd.Series(dtype=float)
     ceiling = finite.max() * 2 if len(finite) else 1.0
     sizes = sorted(trials["batch_size"].dropna().unique())
     line_styles = dict(zip(sizes, ["-", "--", ":", "-."] * (len(sizes) // 4 + 1), strict=False))
     for (optimizer, batch_size), rows in trials.groupby(["optimizer", trials["batch_size"].fillna(0)]):
         style = report.style(optimizer)
-        finished = rows[rows["status"] == "ok"]
+        finished = rows[rows["status"] == Status.OK]
         per_config = finished.groupby(["hp.lr", "config_id"])["final.train_loss"].median()
         curve = per_config.groupby(level=0).min()
         label = optimizer if len(sizes) < 2 else f"{optimizer}, batch {int(batch_size)}"

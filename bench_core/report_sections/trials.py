@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from tabulate import tabulate
 
 from bench_core.hookspecs import hookimpl
-from bench_core.trial import STATUSES
+from bench_core.trial import STATUSES, Status
 
 if TYPE_CHECKING:
     from bench_core.report import ReportContext
@@ -31,17 +31,17 @@ def optbench_report_section(report: ReportContext) -> str | None:
     if not report.sweep:
         return None
     counts = trials.pivot_table(index="variant", columns="status", values="trial_id", aggfunc="count", fill_value=0)
-    shown = [s for s in STATUSES if s != "timeout" or (trials["status"] == "timeout").any()]
+    shown = [s for s in STATUSES if s != Status.TIMEOUT or (trials["status"] == Status.TIMEOUT).any()]
     counts = counts.reindex(columns=shown, fill_value=0)
     counts.loc["**all**"] = counts.sum()
     text = (f"{divergence_rule()} An *error* is a failure of a plugin or of optbench, not a result about the "
             "optimizer: its traceback is stored (`optbench export`) and a re-run tries it again.")
-    if "timeout" in shown:
+    if Status.TIMEOUT in shown:
         text += (" A *timeout* was stopped at the trial time limit (`--trial-timeout`) before its budget ran out: "
                  "it has no final metrics, and a re-run tries it again only under a longer limit.")
     lines = ["## Trials", "", text, "",
              tabulate(counts.reset_index().values.tolist(), ["problem", *shown], tablefmt="github"), ""]
-    errors = trials[trials["status"] == "error"]
+    errors = trials[trials["status"] == Status.ERROR]
     if len(errors):
         lines += ["**Errored trials**, by optimizer and problem (last line of the first traceback):", ""]
         for (optimizer, variant), rows in errors.groupby(["optimizer", "variant"]):
@@ -49,7 +49,7 @@ def optbench_report_section(report: ReportContext) -> str | None:
             last = next((line.strip() for line in reversed(text.strip().splitlines()) if line.strip()), text)
             lines.append(f"- ⚠ `{optimizer}` on {variant}: {len(rows)} trial(s): `{last[:200]}`")
         lines.append("")
-    timeouts = trials[trials["status"] == "timeout"]
+    timeouts = trials[trials["status"] == Status.TIMEOUT]
     if len(timeouts):
         lines += ["**Timed-out trials**, by optimizer and problem:", ""]
         for (optimizer, variant), rows in timeouts.groupby(["optimizer", "variant"]):
