@@ -89,7 +89,7 @@ CREATE TABLE trials (
     device TEXT GENERATED ALWAYS AS (json_extract(config, '$.device')) VIRTUAL,
     budget_unit TEXT GENERATED ALWAYS AS (json_extract(config, '$.budget.unit')) VIRTUAL,
     budget_amount INTEGER GENERATED ALWAYS AS (json_extract(config, '$.budget.amount')) VIRTUAL,
-    status TEXT NOT NULL CHECK (status IN ({', '.join(repr(status) for status in STATUSES)})),
+    status TEXT NOT NULL CHECK (status IN ({', '.join(repr(status.value) for status in STATUSES)})),
     error TEXT,
     steps INTEGER NOT NULL,
     samples INTEGER NOT NULL,

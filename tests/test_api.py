@@ -25,6 +25,7 @@ def comparable(trials: pd.DataFrame) -> pd.DataFrame:
     return trials.drop(columns=[c for c in TIMING if c in trials]).sort_values("trial_id").reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_the_same_sweep_through_the_api_and_the_cli_stores_identical_results(tmp_path, capsys):
     done = bench_core.run(SETTINGS, results=tmp_path / "api.sqlite", report_dir=tmp_path / "reports", workers=1)
     assert done.complete and done.outcome.counts["ok"] + done.outcome.counts["diverged"] == 16
@@ -44,6 +45,7 @@ def test_the_same_sweep_through_the_api_and_the_cli_stores_identical_results(tmp
                                   cli_curves.sort_values(["trial_id", "step"]).reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_loaded_frames_are_the_stores_and_a_second_run_skips_everything(tmp_path):
     results = tmp_path / "r.sqlite"
     bench_core.run(SETTINGS, results=results, report_dir=None, workers=1)
@@ -79,6 +81,7 @@ def test_bad_input_raises_a_user_error_and_stores_nothing(tmp_path, call, needle
     assert not (tmp_path / "r.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_the_run_context_carries_the_data_folder_to_pool_workers_without_touching_the_environment(
         tmp_path, monkeypatch):
     monkeypatch.delenv("OPTBENCH_DATA_DIR", raising=False)
@@ -96,6 +99,7 @@ def test_the_run_context_carries_the_data_folder_to_pool_workers_without_touchin
     assert Path(tmp_path / "mine").is_dir()
 
 
+@pytest.mark.slow
 def test_the_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
     import re
 

@@ -494,6 +494,7 @@ def test_variants_whose_options_print_alike_still_get_distinct_labels(tmp_path):
     assert trials.groupby("variant")["variant_id"].nunique().max() == 1  # never two variants under one label
 
 
+@pytest.mark.slow
 def test_a_best_learning_rate_at_the_edge_of_the_grid_is_flagged_and_only_then(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
         store.begin_run("s", {}, {})
