@@ -125,12 +125,9 @@ def run(suite: str | PathLike | Mapping[str, Any] = "default", *, overrides: Map
     if not sweep.planned:
         raise UserError(f"{sweep.source}: the sweep has no trials")
     workers = workers if workers is not None else default_workers(sweep.device, sweep.planned)
-    try:
-        check_integer("--workers", workers, 1, MAX_WORKERS)
-        if threads is not None:
-            check_integer("--threads", threads, 1, MAX_WORKERS)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    setting_integer("--workers", workers, 1, MAX_WORKERS)
+    if threads is not None:
+        setting_integer("--threads", threads, 1, MAX_WORKERS)
     if report_dir is not None:
         check_output_folder(Path(report_dir), "--report-dir")
     if executor == "dask" and scheduler is not None:
@@ -214,6 +211,15 @@ def check_output_folder(folder: Path, flag: str) -> None:
         raise UserError(f"{flag} {folder}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {folder}: cannot write to {existing} (permission denied)")
+
+
+def setting_integer(flag: str, value: int, minimum: int, maximum: int | None = None) -> int:
+    """A run setting's integer (``--workers``, ``--steps``, ...), checked like every other number
+    (:func:`bench_core.options.check_integer`), a bad one a :class:`UserError`."""
+    try:
+        return check_integer(flag, value, minimum, maximum)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def trial_count(sweep: Sweep) -> str:

@@ -20,7 +20,6 @@ from bench_core.data import reading_data_from
 from bench_core.errors import UserError
 from bench_core.executors import EXECUTORS
 from bench_core.interrupts import tracking_sigint
-from bench_core.options import check_integer
 
 EXIT_TRIAL_ERRORS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -264,7 +263,7 @@ def _run_settings(args: argparse.Namespace, context: RunContext, settings: dict[
         except ValueError as exc:
             raise UserError(str(exc)) from None
     if args.threads is not None:
-        _flag_integer("--threads", args.threads, 1, api.MAX_WORKERS)
+        api.setting_integer("--threads", args.threads, 1, api.MAX_WORKERS)
     if args.dry_run:
         from bench_core.executors import check_executor, default_workers
 
@@ -275,7 +274,7 @@ def _run_settings(args: argparse.Namespace, context: RunContext, settings: dict[
         if not sweep.planned:
             raise UserError(f"{source}: the sweep has no trials")
         workers = args.workers if args.workers is not None else default_workers(sweep.device, sweep.planned)
-        _flag_integer("--workers", workers, 1, api.MAX_WORKERS)
+        api.setting_integer("--workers", workers, 1, api.MAX_WORKERS)
         print(f"suite {sweep.name!r}: {api.trial_count(sweep)} on {sweep.device}, {workers} worker(s)")
         return 0
     done = api.run(settings, overrides=overrides, source=source, results=args.results,
@@ -304,9 +303,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("steps", "epochs", "samples", "seconds", "evals", "trials", "base_batch_size"):
         value = getattr(args, key)
         if value is not None:
-            overrides[key] = _flag_integer(f"--{key.replace('_', '-')}", value, 1)
+            overrides[key] = api.setting_integer(f"--{key.replace('_', '-')}", value, 1)
     if args.random_seed is not None:
-        overrides["random_seed"] = _flag_integer("--random-seed", args.random_seed, 0)
+        overrides["random_seed"] = api.setting_integer("--random-seed", args.random_seed, 0)
     if args.device is not None:
         overrides["device"] = args.device
     for key in ("search", "lr_scaling"):
@@ -315,14 +314,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.stop_at_target:
         overrides["stop_at_target"] = True
     return overrides
-
-
-def _flag_integer(flag: str, value: int, minimum: int, maximum: int | None = None) -> int:
-    """A flag's integer, checked like every other number (:func:`bench_core.options.check_integer`)."""
-    try:
-        return check_integer(flag, value, minimum, maximum)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
 
 
 def cmd_check_plugin(args: argparse.Namespace) -> int:

@@ -199,16 +199,15 @@ def test_unreachable_scheduler_on_the_command_line_is_one_line_and_writes_nothin
     assert not results.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_a_scheduler_killed_mid_sweep_ends_it_with_one_error_line_not_a_hang(catalog):
-    """Before: once the client gave up reconnecting, the next submit never completed and the sweep waited for
-    ever. Now the trials it held are errors and the sweep ends with a UserError (one line on the command line)."""
+def run_disrupted(sweep, after: float, disrupt, hang: str) -> tuple[list, list[BaseException]]:
+    """Run ``sweep`` on a one-worker local cluster reached by address, call ``disrupt(cluster)`` after ``after``
+    seconds, and return the results seen and what the run raised. A run still going after 90 s fails with ``hang``
+    (it runs in a daemon thread, so a hang fails the test instead of hanging it)."""
     import threading
 
-    sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": [0.001, 0.002, 0.003, 0.004, 0.005, 0.006],
-                    "seconds": 3, "evals": 2, "device": "cpu"}, catalog)
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
     executor = DaskExecutor(scheduler=cluster.scheduler_address)
-    timer = threading.Timer(5, cluster.close)
+    timer = threading.Timer(after, disrupt, args=(cluster,))
     timer.start()
     seen: list = []
     raised: list[BaseException] = []
@@ -220,15 +219,25 @@ def test_a_scheduler_killed_mid_sweep_ends_it_with_one_error_line_not_a_hang(cat
         except BaseException as exc:
             raised.append(exc)
 
-    consumer = threading.Thread(target=consume, daemon=True)  # a hang fails the test instead of hanging it
+    consumer = threading.Thread(target=consume, daemon=True)
     try:
         consumer.start()
         consumer.join(timeout=90)
-        assert not consumer.is_alive(), "the sweep still waits 90 s after its scheduler died"
+        assert not consumer.is_alive(), hang
     finally:
         timer.cancel()
         executor.close()
         cluster.close()
+    return seen, raised
+
+
+def test_a_scheduler_killed_mid_sweep_ends_it_with_one_error_line_not_a_hang(catalog):
+    """Before: once the client gave up reconnecting, the next submit never completed and the sweep waited for
+    ever. Now the trials it held are errors and the sweep ends with a UserError (one line on the command line)."""
+    sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": [0.001, 0.002, 0.003, 0.004, 0.005, 0.006],
+                    "seconds": 3, "evals": 2, "device": "cpu"}, catalog)
+    seen, raised = run_disrupted(sweep, after=5, disrupt=lambda cluster: cluster.close(),
+                                 hang="the sweep still waits 90 s after its scheduler died")
     assert len(raised) == 1 and isinstance(raised[0], UserError) and "is gone" in str(raised[0]), raised
     assert len(seen) < len(sweep.trials) and any(r.status == "error" for r in seen)
 
@@ -236,34 +245,11 @@ def test_a_scheduler_killed_mid_sweep_ends_it_with_one_error_line_not_a_hang(cat
 def test_a_cluster_left_without_workers_ends_the_sweep_with_one_error_line_not_a_wait(catalog, monkeypatch):
     """Before: with every worker gone (the scheduler alive), tasks waited for workers and the sweep waited with
     them, silently, for ever. Now, after NO_WORKERS_PATIENCE seconds without a worker, one UserError."""
-    import threading
-
     monkeypatch.setattr(dask_executor, "NO_WORKERS_PATIENCE", 3.0)
     sweep = expand({"problems": ["quadratic"], "optimizers": ["sgd"], "lr": [0.001, 0.002, 0.003, 0.004],
                     "seconds": 4, "evals": 2, "device": "cpu"}, catalog)
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
-    executor = DaskExecutor(scheduler=cluster.scheduler_address)
-    timer = threading.Timer(6, lambda: cluster.scale(0))  # every worker retired; the scheduler lives on
-    timer.start()
-    seen: list = []
-    raised: list[BaseException] = []
-
-    def consume() -> None:
-        try:
-            for _, results in executor.run([c] for c in sweep.trials):
-                seen.extend(results)
-        except BaseException as exc:
-            raised.append(exc)
-
-    consumer = threading.Thread(target=consume, daemon=True)  # a hang fails the test instead of hanging it
-    try:
-        consumer.start()
-        consumer.join(timeout=90)
-        assert not consumer.is_alive(), "the sweep still waits 90 s after its last worker left"
-    finally:
-        timer.cancel()
-        executor.close()
-        cluster.close()
+    seen, raised = run_disrupted(sweep, after=6, disrupt=lambda cluster: cluster.scale(0),  # the scheduler lives on
+                                 hang="the sweep still waits 90 s after its last worker left")
     assert len(raised) == 1 and isinstance(raised[0], UserError), raised
     assert "has had no workers for 3 s" in str(raised[0]) and "run the same command again" in str(raised[0])
     assert len(seen) < len(sweep.trials)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from cli_errors import assert_one_line_error
 
 from bench_core.cli import main
 from bench_core.errors import UserError
@@ -190,14 +191,6 @@ def test_an_export_of_one_suite_holds_only_its_trials(results, tmp_path, capsys)
     assert export(capsys, results, "--suite", "typed", "--what", "curves", "-o", str(tmp_path / "c.parquet"))[0] == 0
     assert_same_values(pd.read_parquet(tmp_path / "t.parquet"), typed)
     assert pd.read_parquet(tmp_path / "c.parquet")["trial_id"].tolist() == curves["trial_id"].tolist()
-
-
-def assert_one_line_error(status: int, lines: list[str], *words: str) -> None:
-    assert status == 2, lines
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("optbench: error: ")
-    for word in words:
-        assert word in lines[0], lines
 
 
 @pytest.mark.parametrize("argv", [("--format", "parquet", "-o", "t.parquet"), ("-o", "t.parquet"),

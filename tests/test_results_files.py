@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_errors import assert_one_line_error
 
 from bench_core import store as store_module
 from bench_core.cli import main
@@ -57,14 +58,6 @@ def call(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]
     capsys.readouterr()
     status = main(list(argv))
     return status, capsys.readouterr().err.splitlines()
-
-
-def assert_one_line_error(status: int, lines: list[str], *words: str) -> None:
-    assert status == 2, lines
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("optbench: error: ")
-    for word in words:
-        assert word in lines[0], lines
 
 
 @pytest.fixture(scope="module")
