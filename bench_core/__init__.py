@@ -8,6 +8,7 @@ The names exported here are the public API: for plugin authors (specs, ``hookimp
 
 from typing import Any
 
+from bench_core.batched import BatchedOptimizer, per_trial
 from bench_core.batching import shuffled_batches
 from bench_core.classification import ClassificationProblem
 from bench_core.hookspecs import hookimpl
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MAX_ELEMENTS",
+    "BatchedOptimizer",
     "Budget",
     "Choice",
     "ClassificationProblem",
@@ -68,6 +70,7 @@ __all__ = [
     "hookimpl",
     "load_curves",
     "load_trials",
+    "per_trial",
     "plan",
     "run",
     "shuffled_batches",

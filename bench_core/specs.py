@@ -212,6 +212,10 @@ class OptimizerSpec:
     #: (``torch.optim.LBFGS``, sharpness-aware minimisation): the runner and the kit then
     #: call ``step(closure)``, and count every evaluation the closure makes.
     needs_closure: bool = False
+    #: The optimizer's batched form, for running a group of its trials as one computation: a callable
+    #: ``batched(params, hyperparams)`` returning a :class:`bench_core.batched.BatchedOptimizer` (see there
+    #: for the contract). ``None``: its trials run one by one.
+    batched: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         # A bad spec does not raise here, inside the plugin's hook, where it would take the plugin's
@@ -232,6 +236,8 @@ class OptimizerSpec:
         check_name("optimizer", self.name)
         if not callable(self.optimizer):
             raise ValueError(f"optimizer {self.name!r}: 'optimizer' must be callable")
+        if self.batched is not None and not callable(self.batched):
+            raise ValueError(f"optimizer {self.name!r}: 'batched' must be callable or None")
         lr = _as_param(self.lr, f"optimizer {self.name!r}: lr")
         if not isinstance(lr, Param) or lr.integer:
             raise ValueError(f"optimizer {self.name!r}: lr must be a float Param")
