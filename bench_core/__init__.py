@@ -9,7 +9,7 @@ The names exported here are the public API: for plugin authors (specs, ``hookimp
 from typing import Any
 
 from bench_core.batched import BatchedOptimizer, per_trial
-from bench_core.batching import shuffled_batches
+from bench_core.batching import shuffled_batches, stacked_shuffled_batches
 from bench_core.classification import ClassificationProblem
 from bench_core.hookspecs import hookimpl
 from bench_core.options import MAX_ELEMENTS, check_elements, check_integer, check_number
@@ -74,5 +74,6 @@ __all__ = [
     "plan",
     "run",
     "shuffled_batches",
+    "stacked_shuffled_batches",
     "write_reports",
 ]

@@ -82,7 +82,7 @@ def run(suite: str | PathLike | Mapping[str, Any] = "default", *, overrides: Map
         device: str | None = None, threads: int | None = None, trial_timeout: float | str | None = "suite",
         data_dir: PathLike | None = None, plugins: Sequence[PathLike] = (), autoload: bool | None = None,
         rerun: bool = False, progress: bool | None = False, context: RunContext | None = None,
-        echo: bool = False, source: str | None = None) -> RunOutcome:
+        echo: bool = False, source: str | None = None, vectorize: bool | None = None) -> RunOutcome:
     """Run a suite, store every trial in ``results`` and write its report into ``report_dir`` (``None``: none).
 
     :param suite: a built-in suite name (``"default"``, ``"smoke"``, ...), a TOML file, or a dict of settings.
@@ -101,6 +101,8 @@ def run(suite: str | PathLike | Mapping[str, Any] = "default", *, overrides: Map
         ``data_dir``, ``plugins`` and ``autoload`` are then ignored.
     :param echo: print the command line's one-line messages on stderr.
     :param source: where a dict of settings came from, in messages (default: ``"settings"``).
+    :param vectorize: run trials that differ only in float hyperparameters and seed as vectorised groups
+        (:mod:`bench_core.vectorized`); ``False``: each on its own; ``None``: the suite's ``vectorize`` (default on).
     :raises UserError: bad input (unknown names, bad values, an unwritable output), before anything is stored.
     """
     from bench_core.driver import run_sweep
@@ -113,6 +115,8 @@ def run(suite: str | PathLike | Mapping[str, Any] = "default", *, overrides: Map
     overrides = dict(overrides or {})
     if device is not None:
         overrides["device"] = device
+    if vectorize is not None:
+        overrides["vectorize"] = bool(vectorize)
     if trial_timeout != "suite":
         try:
             overrides["trial_timeout"] = parse_time_limit(trial_timeout, "--trial-timeout")

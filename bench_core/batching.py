@@ -48,3 +48,30 @@ def _epochs(tensors: tuple[torch.Tensor, ...], batch_size: int,
         perm = torch.randperm(n, generator=generator, device=tensors[0].device)
         for idx in perm[: full * batch_size].view(full, batch_size):
             yield tuple(t[idx] for t in tensors)
+
+
+def stacked_shuffled_batches(tensors: tuple[torch.Tensor, ...], batch_size: int,
+                             generators: list[torch.Generator]) -> Iterator[tuple[torch.Tensor, ...]]:
+    """K trials' :func:`shuffled_batches`, row k drawn with ``generators[k]``, stacked: shapes ``(K, batch, ...)``.
+
+    The same rows in the same order as K separate calls, drawn with one gather per step: each epoch every
+    trial draws its own permutation, and step j takes columns ``j * batch_size ...`` of all of them at once.
+    A full batch is the stored tensors themselves, seen K times (an expanded view, no copy).
+    """
+    shuffled_batches(tensors, batch_size, generators[0])  # the same checks, the same errors
+    return _stacked_epochs(tensors, int(batch_size), generators)
+
+
+def _stacked_epochs(tensors: tuple[torch.Tensor, ...], batch_size: int,
+                    generators: list[torch.Generator]) -> Iterator[tuple[torch.Tensor, ...]]:
+    n = len(tensors[0])
+    full = n // batch_size
+    count = len(generators)
+    if full == 1 and batch_size == n:
+        shared = tuple(t.expand(count, *t.shape) for t in tensors)
+        while True:
+            yield shared
+    while True:
+        perms = torch.stack([torch.randperm(n, generator=g, device=tensors[0].device) for g in generators])
+        for idx in perms[:, : full * batch_size].view(count, full, batch_size).unbind(1):
+            yield tuple(t[idx] for t in tensors)

@@ -12,12 +12,12 @@ can reproduce a trial's batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from bench_core.batching import shuffled_batches
+from bench_core.batching import shuffled_batches, stacked_shuffled_batches
 from bench_core.specs import Problem
 
 __all__ = ["SPLITS", "ClassificationProblem", "Split"]
@@ -41,7 +41,13 @@ class ClassificationProblem(Problem):
     fit in memory. Where scoring a whole split at every evaluation costs too much, a
     subclass sets ``eval_rows[split]`` to a fixed index tensor (on the device) of the rows
     to score; ``None`` (the default) means every row.
+
+    Trials run as groups (:attr:`~bench_core.Problem.vectorizable`): a cross-entropy of a model's logits
+    batches under ``torch.func.vmap``. A model that draws random numbers (dropout) or has buffers
+    (batch norm) cannot; its groups fall back to one trial at a time by themselves.
     """
+
+    vectorizable = True
 
     def __init__(
         self,
@@ -98,6 +104,10 @@ class ClassificationProblem(Problem):
         exceeds the training set, since no full batch could ever be drawn.
         """
         return shuffled_batches(self.splits["train"], batch_size, generator)
+
+    def stacked_batches(self, batch_size: int, generators: Sequence[torch.Generator]) -> Iterator[Split]:
+        """K trials' batches in one gather (:func:`~bench_core.batching.stacked_shuffled_batches`)."""
+        return stacked_shuffled_batches(self.splits["train"], batch_size, list(generators))
 
     def loss(self, model: torch.nn.Module, batch: Split) -> torch.Tensor:
         """Mean cross-entropy of the model's logits on the batch."""

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="stop a trial still running after this many seconds and store it as 'timeout'; "
                            "'auto' (the default: 60 s + 2 s per step + 60 s per evaluation, to stop hangs) or "
                            "'none' (suite setting: trial_timeout)")
+    execution.add_argument("--no-vectorize", action="store_true",
+                           help="run every trial on its own, not in vectorised groups of trials that differ only in "
+                           "float hyperparameters and seed (suite setting: vectorize = false)")
     execution.add_argument("--report-dir", default=DEFAULT_REPORTS, metavar="DIR",
                      help=f"where to write the report (default: {DEFAULT_REPORTS})")
     execution.add_argument("--no-report", action="store_true", help="do not write a report after the run")
@@ -264,6 +267,8 @@ def _run_settings(args: argparse.Namespace, context: RunContext, settings: dict[
             raise UserError(str(exc)) from None
     if args.threads is not None:
         api.setting_integer("--threads", args.threads, 1, api.MAX_WORKERS)
+    if args.no_vectorize:
+        overrides = overrides | {"vectorize": False}
     if args.dry_run:
         from bench_core.executors import check_executor, default_workers
 

@@ -21,14 +21,16 @@ from bench_core.catalog import Catalog
 from bench_core.configuration import trial_score
 from bench_core.context import RunContext
 from bench_core.environment import environment
-from bench_core.executors import TRIAL_THREADS, make_executor
+from bench_core.executors import TRIAL_THREADS, choose_executor, make_executor
 from bench_core.fingerprint import Fingerprints, describe_change
 from bench_core.followups import FollowUp, Scores
 from bench_core.runner import ProblemCache, trial_limit
+from bench_core.specs import Problem
 from bench_core.store import Store
 from bench_core.suite import Sweep
 from bench_core.time_limits import AUTO, TimeLimit
 from bench_core.trial import DONE_STATUSES, STATUSES, Status, TrialConfig, TrialResult
+from bench_core.vectorized import form_groups
 
 #: A sweep with at least this many trials to run prints its trial count and a time estimate first.
 LARGE_SWEEP = 200
@@ -53,7 +55,7 @@ class SweepOutcome:
 
 def run_sweep(sweep: Sweep, context: RunContext | Catalog, store: Store, workers: int, progress: bool | None = None,
               rerun: bool = False, executor: str = "auto", scheduler: str | None = None,
-              threads: int | None = None) -> SweepOutcome:
+              threads: int | None = None, vectorize: bool | None = None) -> SweepOutcome:
     """Run every trial of ``sweep`` not yet stored (every trial with ``rerun``), one transaction per trial.
 
     Trials expanded up front run first; then the sweep's follow-ups (adaptive searches,
@@ -63,11 +65,14 @@ def run_sweep(sweep: Sweep, context: RunContext | Catalog, store: Store, workers
     ``scheduler`` choose where trials run (see :func:`bench_core.executors.make_executor`), ``threads`` the
     torch threads of each trial (default :data:`bench_core.executors.TRIAL_THREADS`, whatever the executor).
     ``context``: the run's (:class:`~bench_core.context.RunContext`); a bare catalog means the default one.
+    ``vectorize`` (default: the sweep's setting): run trials that differ only in float hyperparameters and seed
+    as groups (:func:`bench_core.vectorized.form_groups`); ``False``: every trial on its own.
     """
     context = context if isinstance(context, RunContext) else RunContext(context)
     catalog = context.catalog
     ids = [config.trial_id for config in sweep.trials]
     threads = threads or TRIAL_THREADS
+    vectorize = sweep.vectorize if vectorize is None else vectorize
     store.begin_run(sweep.name, sweep.settings, environment(catalog, sweep.device, workers, threads))
     store.add_to_suite(sweep.name, ids)
     ran: dict[str, float] = {}  # score of every trial run by this call, errors included
@@ -106,6 +111,10 @@ def run_sweep(sweep: Sweep, context: RunContext | Catalog, store: Store, workers
             outcome.timeouts.append((config, result.reason or "stopped at its time limit"))
 
     limits = TrialLimits(context.problems, sweep.time_limit)
+
+    def problem_of(config: TrialConfig) -> Problem:
+        return context.problems.get(config.problem, config.problem_options, config.device)
+
     done = set() if rerun else store.done_ids(ids)
     kept_timeouts = set() if rerun else timeouts_to_keep(sweep.trials, store, limits)
     done |= kept_timeouts
@@ -127,13 +136,16 @@ def run_sweep(sweep: Sweep, context: RunContext | Catalog, store: Store, workers
                   file=sys.stderr)
         bar = tqdm(total=expected, unit="trial", desc=sweep.name, disable=None if progress is None else not progress,
                    file=sys.stderr, dynamic_ncols=True)
-        with bar, make_executor(min(workers, expected), context, executor, scheduler, threads,
-                                sweep.time_limit) as backend:
+        workers = min(workers, expected)
+        units = form_groups(todo, catalog, problem_of, workers, vectorize)
+        kind = choose_executor(executor, workers, units)
+        bar.write(f"optbench: {_plan_line(units, kind, workers)}", file=sys.stderr)
+        with bar, make_executor(workers, context, kind, scheduler, threads, sweep.time_limit) as backend:
             while todo:
                 store.add_to_suite(sweep.name, [config.trial_id for config in todo])
                 unsaved: list[tuple[TrialConfig, TrialResult]] = []
                 try:
-                    for group, results in backend.run([config] for config in todo):
+                    for group, results in backend.run(units):
                         unsaved += zip(group, results, strict=True)
                         while unsaved:
                             config, result = unsaved[0]
@@ -154,6 +166,7 @@ def run_sweep(sweep: Sweep, context: RunContext | Catalog, store: Store, workers
                         save(config, result)
                     raise
                 todo, left, named = _next_round(sweep.followups, scores)
+                units = form_groups(todo, catalog, problem_of, workers, vectorize)
                 for line in changes.notices():  # follow-up trials named only now
                     bar.write(f"optbench: {line}", file=sys.stderr)
                 bar.total = bar.n + left
@@ -246,6 +259,18 @@ def timeouts_to_keep(configs: Sequence[TrialConfig], store: Store, limits: Trial
         if now is not None and stored[config.trial_id] >= now:
             kept.add(config.trial_id)
     return kept
+
+
+def _plan_line(units: Sequence[Sequence[TrialConfig]], kind: str, workers: int) -> str:
+    """One line on how the trials will run: how many vectorised groups, and where."""
+    grouped = [unit for unit in units if len(unit) > 1]
+    trials = sum(len(unit) for unit in units)
+    how = (f"{_trials(sum(len(unit) for unit in grouped), 'trial')} in {len(grouped)} vectorised group(s), "
+           f"{_trials(trials - sum(len(unit) for unit in grouped), 'trial')} alone" if grouped
+           else f"{_trials(trials, 'trial')} one by one")
+    where = {"inprocess": "in this process", "pool": f"on {workers} worker processes",
+             "dask": "on a Dask cluster"}[kind]
+    return f"running {how}, {where}"
 
 
 def _trials(count: int, noun: str) -> str:

@@ -236,6 +236,18 @@ def make_executor(workers: int, context: RunContext | Catalog, kind: str = "auto
                                       context.data_dir)
 
 
+def choose_executor(kind: str, workers: int, units: Sequence[Group]) -> str:
+    """The executor kind to use: ``kind`` itself, unless it is ``auto``.
+
+    ``auto`` runs in this process when there is one worker, or one unit of work (one trial, or one
+    vectorised group): a pool would add its start-up (seconds: each worker imports torch and loads the
+    plugins) and run the same one unit anyway. Otherwise a process pool of ``workers``.
+    """
+    if kind != "auto":
+        return kind
+    return "inprocess" if workers <= 1 or len(units) <= 1 else "pool"
+
+
 def default_workers(device: str, trials: int) -> int:
     """One worker per core on CPU (never more than trials); one process per GPU."""
     if device.startswith("cuda"):

@@ -189,22 +189,39 @@ def run_trials(configs: Iterable[TrialConfig], problems: ProblemCache, threads: 
                time_limit: TimeLimit = AUTO) -> list[TrialResult]:
     """Run a group of trials; the unit of work an executor ships to a worker.
 
-    Trials of a group run one after another today; a group of trials that differ only in
-    hyperparameters or seed is where a vectorised implementation can take over.
+    A group of more than one trial (formed by :func:`bench_core.vectorized.form_groups`: trials that
+    differ only in float hyperparameters and seed) runs as one vectorised computation
+    (:func:`bench_core.vectorized.run_group`); if that fails in any way, or for a single trial, the
+    trials run one after another, each on its own.
 
-    ``threads``: torch's intra-op thread count for the duration of each trial, restored after.
+    ``threads``: torch's intra-op thread count for the duration of the group, restored after.
     The thread count changes the order of floating-point reductions, so results are bit-identical
     across executors only where every executor runs a trial with the same count; ``None`` leaves
     the process's setting as it is. ``time_limit``: each trial's, as for :func:`run_trial`.
     """
+    configs = list(configs)
     if threads is None:
-        return [run_trial(config, problems, time_limit) for config in configs]
+        return _run_group_or_each(configs, problems, time_limit)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return [run_trial(config, problems, time_limit) for config in configs]
+        return _run_group_or_each(configs, problems, time_limit)
     finally:
         torch.set_num_threads(previous)
+
+
+def _run_group_or_each(configs: list[TrialConfig], problems: ProblemCache, time_limit: TimeLimit) -> list[TrialResult]:
+    if len(configs) > 1:
+        from bench_core.vectorized import run_group
+
+        try:
+            return run_group(configs, problems, time_limit)
+        except Exception:
+            pass  # one by one below: each trial then succeeds, or fails with its own error
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if not raised_by_code(exc):
+                raise  # the user's Ctrl-C
+    return [run_trial(config, problems, time_limit) for config in configs]
 
 
 def target_resolution(config: TrialConfig, problem: Problem, steps: int | None, per_step: bool) -> int | None:

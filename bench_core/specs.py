@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -25,7 +25,7 @@ AXES = ("lr", "batch_size", "schedule", "seeds", *BUDGET_UNITS, "evals", "random
         "trials", "lr_scaling", "base_batch_size", "transfer_batch_sizes", "stop_at_target")
 #: Suite settings that are not sweep axes.
 SUITE_KEYS = ("name", "description", "device", "problems", "optimizers", "problem", "optimizer",
-              "schedule_options", "trial_timeout")
+              "schedule_options", "trial_timeout", "vectorize")
 #: Names an optimizer may not give a hyperparameter: every suite setting and sweep axis (a suite line
 #: ``trials = 2`` must mean one thing), a trial's own fields, and ``lr``, which every optimizer has.
 RESERVED_NAMES = frozenset({*AXES, *SUITE_KEYS, "seed", "options", "problem_options", "hyperparams"})
@@ -474,6 +474,45 @@ class Problem(ABC):
         Name metrics ``<split>_<metric>`` with split ``train``, ``valid`` or ``test``:
         reports select configurations on ``valid_*`` and report ``test_*``.
         """
+
+    #: Whether trials of this problem may run as a group, K at a time along a leading trial dimension
+    #: (:mod:`bench_core.vectorized`). Declare it only if :meth:`loss` can be batched by ``torch.func.vmap``
+    #: (no random draws, no buffers updated, no ``.item()``) and :meth:`batches` draws nothing but from its
+    #: generator; the default forms of the three ``stacked_*`` methods below then work unchanged.
+    vectorizable: bool = False
+
+    def stacked_loss(self, model: torch.nn.Module, params: Mapping[str, torch.Tensor], batch: Any) -> torch.Tensor:
+        """Each trial's training loss, shape ``(K,)``, for a group of K trials (see :attr:`vectorizable`).
+
+        ``params`` maps each of ``model``'s parameter names to a tensor of shape ``(K, *shape)`` (row k:
+        trial k's values); ``batch`` is K trials' batches stacked along a first dimension
+        (:meth:`stacked_batches`). Row k must equal ``loss(model_k, batch_k)``. The default maps
+        :meth:`loss` over the rows with ``torch.func.vmap``; override it with a direct form where one is
+        cheaper (the analytic problems evaluate ``f`` on a stack of points).
+        """
+        from bench_core.vectorized import vmapped_loss
+
+        return vmapped_loss(self, model, params, batch)
+
+    def stacked_batches(self, batch_size: int, generators: Sequence[torch.Generator]) -> Iterator[Any]:
+        """Endless batches of K trials, stacked along a first dimension: row k is what :meth:`batches` with
+        ``generators[k]`` yields. The default draws each trial's batch and stacks them; override it where
+        one draw serves all (a fixed batch) or one gather is cheaper
+        (:func:`bench_core.batching.stacked_shuffled_batches`).
+        """
+        from bench_core.vectorized import stacked_batches_of
+
+        return stacked_batches_of(self, batch_size, generators)
+
+    def stacked_evaluate(self, model: torch.nn.Module, params: Mapping[str, torch.Tensor]) -> list[dict[str, float]]:
+        """:meth:`evaluate` of each of K trials, their parameters stacked as in :meth:`stacked_loss`.
+
+        The default copies each row into ``model`` and calls :meth:`evaluate`; override it where the
+        metrics of a stack can be computed at once.
+        """
+        from bench_core.vectorized import evaluate_rows
+
+        return evaluate_rows(self, model, params)
 
     def metric_range(self, name: str) -> tuple[float, float]:
         """The range ``(low, high)`` of metric ``name``: as declared in :attr:`metric_ranges`, else by its name."""

@@ -38,7 +38,9 @@ older trials: one per step) and
 (``problem``, ``optimizer``, ``lr``, ``batch_size``, ``schedule``, ``seed``, ``device``,
 ``budget_unit``, ``budget_amount``) generated from the ``config`` JSON, its one source of truth,
 kept for SQL queries; the trials table is copied into one of the new shape, as SQLite cannot
-change a CHECK constraint or make a column generated in place.
+change a CHECK constraint or make a column generated in place. Version 5 added ``group_size``, how
+many trials ran as one computation (:mod:`bench_core.vectorized`; 1: alone; NULL, read as NaN, for
+older trials, which all ran alone).
 
 Opening refuses, in one :class:`UserError` line and before anything is written, whatever is
 not a sound optbench file: a FIFO or other non-regular path, a damaged file (``quick_check``,
@@ -71,7 +73,7 @@ from bench_core.errors import UserError
 from bench_core.trial import DONE_STATUSES, STATUSES, Status, TrialConfig, TrialResult
 
 #: Bump on any change to the tables below, and teach :meth:`Store._open_schema` to migrate.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: ``PRAGMA application_id`` ("OPTB"): tells our files from other SQLite databases.
 APPLICATION_ID = 0x4F505442
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -110,7 +112,8 @@ CREATE TABLE trials (
     gradient_evaluations INTEGER,
     gradient_evaluations_to_target INTEGER,
     fingerprint TEXT NOT NULL DEFAULT '{{}}',
-    time_limit REAL
+    time_limit REAL,
+    group_size INTEGER
 );
 CREATE TABLE runs (
     run_id INTEGER PRIMARY KEY,
@@ -127,8 +130,10 @@ CREATE TABLE suite_trials (
 """
 
 _TRIALS_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE trials ("):SCHEMA.index(");") + 2]
-#: The stored (not generated) columns of the trials table, which a migration copies.
-_TRIAL_COLUMNS = ", ".join(line.split()[0] for line in _TRIALS_TABLE.splitlines()[1:-1] if "GENERATED" not in line)
+#: The trials table of schema version 4, and its stored (not generated) columns, which migration 3 copies.
+_TRIALS_TABLE_V4 = _TRIALS_TABLE.replace(",\n    group_size INTEGER", "")
+_TRIAL_COLUMNS_V4 = ", ".join(line.split()[0].rstrip(",") for line in _TRIALS_TABLE_V4.splitlines()[1:-1]
+                              if "GENERATED" not in line)
 
 #: How to bring a file of an older schema version up to date: version -> statements to
 #: the next version, run in one transaction by :meth:`Store._open_schema`.
@@ -142,20 +147,21 @@ MIGRATIONS = {
     # SQLite can neither change a CHECK constraint in place nor turn a column into a generated one: copy the
     # stored columns into a table of the new shape.
     3: ("ALTER TABLE trials ADD COLUMN time_limit REAL",
-        _TRIALS_TABLE.replace("TABLE trials (", "TABLE trials_v4 (").rstrip(";"),
-        f"INSERT INTO trials_v4 ({_TRIAL_COLUMNS}) SELECT {_TRIAL_COLUMNS} FROM trials",
+        _TRIALS_TABLE_V4.replace("TABLE trials (", "TABLE trials_v4 (").rstrip(";"),
+        f"INSERT INTO trials_v4 ({_TRIAL_COLUMNS_V4}) SELECT {_TRIAL_COLUMNS_V4} FROM trials",
         "DROP TABLE trials",
         "ALTER TABLE trials_v4 RENAME TO trials"),
+    4: ("ALTER TABLE trials ADD COLUMN group_size INTEGER",),
 }
 
 #: Result columns of ``trials()`` in order, as stored (``ran_on``: the device the trial really used).
 RESULT_COLUMNS = ("status", "reason", "steps", "gradient_evaluations", "samples", "steps_to_target",
                   "gradient_evaluations_to_target", "samples_to_target", "seconds_to_target", "target_every",
-                  "train_seconds", "wall_seconds", "samples_per_second", "time_limit")
+                  "train_seconds", "wall_seconds", "samples_per_second", "time_limit", "group_size")
 #: Result columns read back as float (NaN where missing).
 FLOAT_COLUMNS = ("gradient_evaluations", "steps_to_target", "gradient_evaluations_to_target", "samples_to_target",
                  "seconds_to_target", "target_every", "train_seconds", "wall_seconds", "samples_per_second",
-                 "time_limit")
+                 "time_limit", "group_size")
 TAIL_COLUMNS = ("error", "ran_on", "finished_at", "config")
 #: Integer columns that may be missing: float with NaN in frames (pandas' usual missing value).
 NULLABLE_INTEGERS = ("batch_size", "gradient_evaluations", "steps_to_target", "gradient_evaluations_to_target",
@@ -444,6 +450,7 @@ class Store:
             "gradient_evaluations": _integer(result.gradient_evaluations),
             "gradient_evaluations_to_target": _integer(result.gradient_evaluations_to_target),
             "fingerprint": _dumps(result.fingerprint),
+            "group_size": int(result.group_size),
         }
         names = ", ".join(row)
         marks = ", ".join(f":{name}" for name in row)
@@ -512,14 +519,16 @@ class Store:
         problem options, ``seed, device, evals, budget_unit, budget_amount``, the result
         scalars (``status, reason, steps, gradient_evaluations, samples, steps_to_target,
         gradient_evaluations_to_target, samples_to_target,
-        seconds_to_target, target_every, train_seconds, wall_seconds, samples_per_second, time_limit``),
+        seconds_to_target, target_every, train_seconds, wall_seconds, samples_per_second, time_limit,
+        group_size``),
         ``final.<metric>`` and ``best.<metric>``, ``metric_ranges`` (a dict per row: metric
         -> ``[low, high]``, ``{}`` for trials stored before it was recorded), ``fingerprint`` (a
         dict per row: what code produced the trial, ``{}`` where unknown), then ``error,
         ran_on, finished_at`` (UTC) and ``config`` (the canonical JSON, for
         :meth:`TrialConfig.from_json`). ``target_every`` is NaN where unknown, ``reason``
         None unless the trial diverged or timed out (and for trials stored before it was recorded),
-        ``time_limit`` the limit in seconds the trial ran under (NaN: none, or not recorded).
+        ``time_limit`` the limit in seconds the trial ran under (NaN: none, or not recorded), ``group_size`` how
+        many trials ran as one computation with it (1: alone; NaN: stored before it was recorded).
         Values a trial lacks (a hyperparameter of another optimizer, a metric of another
         problem, a batch size on a deterministic problem) are NaN. Non-scalar option values
         are JSON text so that columns stay groupable.

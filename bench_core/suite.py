@@ -83,6 +83,9 @@ class Sweep:
     #: Each trial's time limit: seconds, ``"auto"`` (derived from its budget) or ``None`` (see
     #: :mod:`bench_core.time_limits`). A run condition, not part of any trial's identity.
     time_limit: TimeLimit = AUTO
+    #: Whether trials that differ only in float hyperparameters and seed run as one vectorised computation
+    #: (:mod:`bench_core.vectorized`; suite setting ``vectorize``, ``--no-vectorize``). A run condition too.
+    vectorize: bool = True
     #: One line each about what the expansion left out and why (points an optimizer rejects).
     notices: list[str] = field(default_factory=list)
     #: Trials up front, counted but not built (``expand(..., count_only=True)``, for a dry run); else ``None``.
@@ -134,7 +137,7 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
     """
     overrides = dict(overrides or {})
     settings = dict(settings)
-    for key in overrides.keys() & {"problems", "optimizers", "device", "trial_timeout"}:
+    for key in overrides.keys() & {"problems", "optimizers", "device", "trial_timeout", "vectorize"}:
         settings[key] = overrides.pop(key)
     check_keys(settings, source)
     name = check_suite_name(settings.get("name", "custom"), source)
@@ -151,6 +154,9 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
         time_limit = parse_time_limit(settings.get("trial_timeout", AUTO), f"{source}: trial_timeout")
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    vectorize = settings.get("vectorize", True)
+    if not isinstance(vectorize, bool):
+        raise UserError(f"{source}: vectorize: expected true or false, got {show(vectorize)}")
 
     hyperparams = {hp for name in optimizers for hp in catalog.optimizers[name].hyperparams}
     top = {k: v for k, v in settings.items() if k not in SUITE_KEYS}
@@ -162,7 +168,7 @@ def expand(settings: Mapping[str, Any], catalog: Catalog, source: str = "suite",
 
     sweep = Sweep(name, str(settings.get("description", "")), source,
                   dict(settings) | ({"overrides": overrides} if overrides else {}), device=device,
-                  time_limit=time_limit)
+                  time_limit=time_limit, vectorize=vectorize)
     seen: set[str] = set()
     seen_options: set[str] = set()
     sweep.counted = 0 if count_only else None

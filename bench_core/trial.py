@@ -120,6 +120,8 @@ class TrialResult:
     ``fingerprint`` records what code produced the trial (see :mod:`bench_core.fingerprint`).
     ``time_limit`` is the limit in seconds the trial ran under (``None``: none); a ``timeout`` trial
     keeps its ``steps``, ``samples`` and ``curve`` up to where it was stopped, and ``reason`` says so.
+    ``group_size`` is how many trials ran as one computation with this one (:mod:`bench_core.vectorized`; 1:
+    alone); its timing fields are then its share of the group's time.
     """
 
     trial_id: str
@@ -144,6 +146,7 @@ class TrialResult:
     gradient_evaluations_to_target: int | None = None
     fingerprint: dict[str, str] = field(default_factory=dict)
     time_limit: float | None = None
+    group_size: int = 1
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

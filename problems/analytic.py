@@ -14,7 +14,7 @@ falls as 1/B, exactly as averaging B independent per-sample gradients would.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
@@ -72,6 +72,8 @@ class AnalyticProblem(Problem):
     """
 
     train_size = None
+    #: Trials run as groups on a stack of points: ``f`` takes ``(..., d)``, so a group's loss is one call.
+    vectorizable = True
     #: The global minimum value f* (at every row of ``minimisers``).
     f_star: float = 0.0
 
@@ -139,6 +141,42 @@ class AnalyticProblem(Problem):
         """``f(x) + xi . x``: its gradient is ``grad f(x) + xi`` and its Hessian that of ``f``."""
         x = model.x
         return self.f(x) + (batch * x).sum(-1)
+
+    def stacked_batches(self, batch_size: int, generators: Sequence[torch.Generator]) -> Iterator[torch.Tensor]:
+        """K trials' noise vectors, shape ``(K, d)``: row k is trial k's :meth:`batches` draw (one zero stack
+        in deterministic mode)."""
+        check_integer("batch_size", batch_size, minimum=1)
+        return self._stacked_noise(batch_size, list(generators))
+
+    def _stacked_noise(self, batch_size: int, generators: list[torch.Generator]) -> Iterator[torch.Tensor]:
+        if not self.stochastic:
+            zeros = self._zeros.expand(len(generators), self.dim)
+            while True:
+                yield zeros
+        std = self._scale * (self.noise / math.sqrt(batch_size))
+        while True:
+            yield torch.stack([torch.randn(self.dim, generator=g, device=self.device) for g in generators]) * std
+
+    def stacked_loss(self, model: torch.nn.Module, params: Mapping[str, torch.Tensor],
+                     batch: torch.Tensor) -> torch.Tensor:
+        """:meth:`loss` of a stack of points ``params["x"]`` (shape ``(K, d)``): the same arithmetic, row by row."""
+        x = params["x"]
+        return self.f(x) + (batch * x).sum(-1)
+
+    def stacked_evaluate(self, model: torch.nn.Module, params: Mapping[str, torch.Tensor]) -> list[dict[str, float]]:
+        """:meth:`evaluate` of a stack of points at once (float64, one host read)."""
+        with torch.no_grad():
+            x = params["x"].detach().double()
+            values, distances = torch.stack([self.f(x), self.distance_to_optimum(x)]).tolist()
+            points = x.tolist() if self.dim == 2 else None
+        metrics = []
+        for row, (value, distance) in enumerate(zip(values, distances, strict=True)):
+            entry = {"train_loss": value, "test_loss": value, "train_suboptimality": value - self.f_star,
+                     "distance_to_optimum": distance}
+            if points is not None:
+                entry["point_x"], entry["point_y"] = points[row]
+            metrics.append(entry)
+        return metrics
 
     def distance_to_optimum(self, x: torch.Tensor) -> torch.Tensor:
         """Euclidean distance from ``x`` (shape ``(..., d)``) to the nearest known minimiser."""

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ import torch.nn.functional as F
 from scipy.special import expit
 from torch import nn
 
-from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches
+from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches, stacked_shuffled_batches
 from bench_core.options import check_elements, check_integer, check_number
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
@@ -120,6 +121,10 @@ class LinearModelProblem(Problem):
     metrics; ``train_loss`` is always :meth:`objective`).
     """
 
+    #: Trials run as groups: the loss batches under ``torch.func.vmap`` (see :mod:`bench_core.vectorized`).
+    vectorizable = True
+
+
     bias: bool = False
 
     def __init__(self, data: LinearData, device: torch.device | str = "cpu") -> None:
@@ -157,6 +162,10 @@ class LinearModelProblem(Problem):
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless ``(X[idx], y[idx])`` batches in ClassificationProblem's documented randperm order."""
         return shuffled_batches((self.X_train, self.y_train), batch_size, generator)
+
+    def stacked_batches(self, batch_size: int, generators: Sequence[torch.Generator]) -> Iterator[Any]:
+        """K trials' batches in one gather (:func:`bench_core.batching.stacked_shuffled_batches`)."""
+        return stacked_shuffled_batches((self.X_train, self.y_train), batch_size, list(generators))
 
     def parameters64(self, model: nn.Module) -> np.ndarray:
         """The model's flat parameter vector (weights, then bias) as float64 on the host."""

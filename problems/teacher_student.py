@@ -45,12 +45,13 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches
+from bench_core import Budget, Problem, ProblemSpec, Target, hookimpl, shuffled_batches, stacked_shuffled_batches
 from bench_core.options import check_elements, check_integer, check_number
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
@@ -151,6 +152,10 @@ class TeacherStudentProblem(Problem):
     larger than the teacher can fit the training noise and go below the floor there.
     """
 
+    #: Trials run as groups: the loss batches under ``torch.func.vmap`` (see :mod:`bench_core.vectorized`).
+    vectorizable = True
+
+
     def __init__(self, data: TeacherStudentData, *, width: int, depth: int, noise: float, target: Target | None,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(device)
@@ -181,6 +186,10 @@ class TeacherStudentProblem(Problem):
         exceeds the training set (the partial batch is dropped, so none would be drawn).
         """
         return shuffled_batches(self.splits["train"], batch_size, generator)
+
+    def stacked_batches(self, batch_size: int, generators: Sequence[torch.Generator]) -> Iterator[Any]:
+        """K trials' batches in one gather (:func:`bench_core.batching.stacked_shuffled_batches`)."""
+        return stacked_shuffled_batches(self.splits["train"], batch_size, list(generators))
 
     def loss(self, model: nn.Module, batch: Split) -> torch.Tensor:
         """Mean squared error ``mean((f(x) - y)^2)`` on the batch (no 1/2: the same number evaluate reports)."""

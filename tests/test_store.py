@@ -343,9 +343,13 @@ def test_a_version_1_file_is_migrated_in_place_keeping_every_row(tmp_path):
         late = config(4)  # version 4 knows the timeout status, and the rebuilt table still checks statuses
         store.save(late, TrialResult(late.trial_id, "timeout", steps=3, reason="stopped", time_limit=2.0))
         assert store.timeouts([late.trial_id, new.trial_id]) == {late.trial_id: 2.0}
+        grouped = config(5)  # version 5 records how many trials ran together; older rows read NaN (unknown)
+        store.save(grouped, TrialResult(grouped.trial_id, "ok", final={"train_loss": 1.0}, group_size=7))
+        sizes = store.trials().set_index("trial_id")["group_size"]
+        assert sizes[grouped.trial_id] == 7 and math.isnan(sizes[kept[0][0].trial_id])
         with pytest.raises(sqlite3.IntegrityError):
             sql(path, "UPDATE trials SET status = 'finished' WHERE trial_id = ?", late.trial_id)
-    assert sql(path, "PRAGMA user_version") == [(4,)] == [(SCHEMA_VERSION,)]
+    assert sql(path, "PRAGMA user_version") == [(5,)] == [(SCHEMA_VERSION,)]
     assert sql(path, "PRAGMA integrity_check") == [("ok",)]
     fresh = tmp_path / "new.sqlite"
     with Store(fresh):
@@ -353,7 +357,7 @@ def test_a_version_1_file_is_migrated_in_place_keeping_every_row(tmp_path):
     assert sql(path, "PRAGMA table_info(trials)") == sql(fresh, "PRAGMA table_info(trials)"), \
         "a migrated file has the same columns as a new one"
     with Store(path) as store:  # opening it again changes nothing
-        assert len(store.trials()) == 5
+        assert len(store.trials()) == 6
 
 
 def test_a_migration_that_fails_halfway_leaves_the_version_1_file_as_it_was(tmp_path):
