@@ -27,6 +27,7 @@ NETWORK_STEPS = 50
 EXACT_FIELDS = ("status", "reason", "steps", "samples", "gradient_evaluations", "steps_to_target",
                 "samples_to_target", "gradient_evaluations_to_target", "target_every", "metric_ranges", "device")
 TIMING = ("seconds",)
+NOISELESS = {"dim": 10, "condition": 100.0, "noise": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +143,9 @@ def test_a_cnn_group_agrees_with_one_by_one_within_tolerance(catalog, problems):
 
 
 def test_a_diverging_member_leaves_at_its_own_step_and_does_not_disturb_the_others(catalog, problems):
-    group = [full_hyperparams(catalog, c) for c in configs("rosenbrock", "sgd", (1e-3, 0.02, 1.0), seeds=(0,),
-                                                            steps=300, evals=10)]
+    # gradient descent on a quadratic of curvature up to 100: lr 0.0205 grows its stiffest mode slowly, 0.03 fast
+    group = [full_hyperparams(catalog, c) for c in configs("quadratic", "sgd", (1e-3, 0.0205, 0.03), seeds=(0,),
+                                                            steps=300, evals=10, problem_options=NOISELESS)]
     together = run_group(group, problems)
     assert [r.status for r in together] == [Status.OK, Status.DIVERGED, Status.DIVERGED]
     # each diverged at its own step, recorded as one by one records it, and the survivor ran to the end
@@ -154,7 +156,7 @@ def test_a_diverging_member_leaves_at_its_own_step_and_does_not_disturb_the_othe
 
 
 def test_members_stop_at_their_own_target(catalog, problems):
-    group = [full_hyperparams(catalog, c) for c in configs("sphere", "sgd", (0.05, 0.2, 0.45), seeds=(0,), steps=200,
+    group = [full_hyperparams(catalog, c) for c in configs("sphere", "sgd", (0.02, 0.05, 0.2), seeds=(0,), steps=200,
                                                             evals=20, stop_at_target=True)]
     together = run_group(group, problems)
     steps = [r.steps for r in together]
@@ -204,15 +206,15 @@ def optbench_optimizers():
 
 NOT_BATCHABLE = """
 import torch
-from bench_core import Budget, ProblemSpec, hookimpl
+from bench_core import Budget, Problem, ProblemSpec, hookimpl
 from bench_core.problems.analytic import Sphere
 
 class ReadsAFloat(Sphere):
     # declares vectorizable (inherited), but its loss reads a Python float: vmap cannot batch it
     def stacked_loss(self, model, params, batch):
-        return super().stacked_loss(model, params, batch) * float(params["x"].sum())
+        return Problem.stacked_loss(self, model, params, batch)  # the default: loss() under vmap
     def loss(self, model, batch):
-        return super().loss(model, batch) * float(model.x.sum())
+        return super().loss(model, batch) * float(model.x.detach().sum())
 
 @hookimpl
 def optbench_problems():
@@ -286,7 +288,7 @@ def test_a_group_is_bounded_by_its_parameters(catalog, problems, monkeypatch):
     monkeypatch.setattr(vectorized, "MAX_GROUP_ELEMENTS", 3 * vectorized.parameter_count(mlp))
     units = form_groups(configs("digits_mlp", "sgd", (0.1, 0.2, 0.3, 0.4), batch_size=32), catalog,
                         lambda c: problems.get(c.problem, c.problem_options, "cpu"))
-    assert sorted(len(unit) for unit in units) == [2, 2, 2, 2]
+    assert sorted(len(unit) for unit in units) == [2, 3, 3]  # 8 trials, at most 3 a group, in near-equal parts
 
 
 # --- from the command line ----------------------------------------------------------------------------------
@@ -330,3 +332,32 @@ def test_the_vectorize_suite_setting_must_be_a_boolean(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"optbench: error: {suite}: vectorize: expected true or false, got 'no'"]
     assert not (tmp_path / "r.sqlite").exists()
+
+
+SLOW_BATCHED = """
+import time
+import torch
+from bench_core import BatchedOptimizer, OptimizerSpec, Param, hookimpl, per_trial
+
+class SlowSGD(BatchedOptimizer):
+    def step(self, lr):
+        time.sleep(0.05)
+        for p in self.params:
+            p.data.addcmul_(p.grad, per_trial(-lr, p))
+
+@hookimpl
+def optbench_optimizers():
+    return [OptimizerSpec("slow_sgd", torch.optim.SGD, Param(0.01, 1e-4, 1.0, log=True), batched=SlowSGD)]
+"""
+
+
+def test_a_group_past_its_time_limit_stores_each_trial_as_timeout_with_its_progress(write_plugin):
+    plugged = load_catalog([write_plugin("slow_sgd_plugin", SLOW_BATCHED)])
+    cache = ProblemCache(plugged)
+    group = [full_hyperparams(plugged, c) for c in configs("sphere", "slow_sgd", (1e-3, 1e-2), seeds=(0,),
+                                                            steps=1000, evals=100)]
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)])  # torch imports its compiler on a first optimizer: not here
+    results = run_trials(group, cache, time_limit=0.5)  # the group's limit: 2 x 0.5 s, ~20 of 1000 steps
+    assert [r.status for r in results] == [Status.TIMEOUT, Status.TIMEOUT]
+    assert all(r.group_size == 2 and r.time_limit == 0.5 and 0 < r.steps < 1000 for r in results)
+    assert all(r.curve and r.final == {} and "time limit" in r.reason for r in results)
