@@ -34,6 +34,13 @@ Adding an optimizer takes three steps, all shown in this file:
 
 Import only from ``bench_core`` itself (``hookimpl``, ``OptimizerSpec``, ``Param``,
 ``betas_to_kwargs``): that is the public API, the same one the built-in plugins use.
+
+Optionally, give the spec a ``batched=`` factory: a :class:`bench_core.BatchedOptimizer` that
+steps a whole group of trials (differing in hyperparameters) in one call, matching the
+optimizer row by row, so that sweeps can run the group as one computation. Lion's,
+``BatchedLion``, sits with the built-in torch ones in ``bench_core.plugins.batched_optimizers``,
+written against the same public API (``BatchedOptimizer``, ``per_trial``); a plugin of your own
+would define its batched class next to its optimizer.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from typing import Any
 import torch
 
 from bench_core import OptimizerSpec, Param, betas_to_kwargs, hookimpl
+from bench_core.plugins.batched_optimizers import BatchedLion
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -130,6 +138,7 @@ def optbench_optimizers() -> list[OptimizerSpec]:
                 "weight_decay": Param(0.0, 0.0, 1.0),
             },
             to_kwargs=betas_to_kwargs,
+            batched=BatchedLion,
             description="Lion: sign of interpolated momentum, decoupled weight decay (Chen et al. 2023).",
         )
     ]

@@ -14,13 +14,27 @@ closure as often as the search needs (``needs_closure=True``; the runner counts 
 evaluation). With a line search the learning rate is the first trial step, so 1.0 (the
 natural quasi-Newton step) is its default. It is a deterministic method: on mini-batches
 each step searches along one batch's loss, so it belongs on full-batch problems.
+
+Every first-order entry also names its batched form (``batched=``, from
+:mod:`bench_core.plugins.batched_optimizers`), which steps a group of trials that differ in
+hyperparameters in one call and matches torch.optim row by row, bit for bit on the CPU.
+L-BFGS has none: its line search makes each trial's number of evaluations its own.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from bench_core import OptimizerSpec, Param, betas_to_kwargs, hookimpl
+from bench_core.plugins.batched_optimizers import (
+    BatchedAdagrad,
+    BatchedAdam,
+    BatchedAdamW,
+    BatchedRMSprop,
+    BatchedSGD,
+)
 
 #: The plugin contract this module is written for (see bench_core.hookspecs).
 OPTBENCH_CONTRACT = 1
@@ -56,21 +70,26 @@ def optbench_optimizers() -> list[OptimizerSpec]:
     adam = {"beta1": BETA1, "beta2": BETA2, "eps": EPS}
     return [
         OptimizerSpec("sgd", torch.optim.SGD, _lr(0.1, 1e-4, 10.0), fixed={"momentum": 0.0},
+                      batched=partial(BatchedSGD, momentum=0.0),
                       description="Plain stochastic gradient descent: p -= lr * g."),
-        OptimizerSpec("momentum", torch.optim.SGD, _lr(0.01, 1e-5, 1.0), {"momentum": MOMENTUM},
+        OptimizerSpec("momentum", torch.optim.SGD, _lr(0.01, 1e-5, 1.0), {"momentum": MOMENTUM}, batched=BatchedSGD,
                       description="SGD with heavy-ball momentum (Polyak)."),
         OptimizerSpec("nesterov", torch.optim.SGD, _lr(0.01, 1e-5, 1.0), {"momentum": NESTEROV_MOMENTUM},
-                      fixed={"nesterov": True}, description="SGD with Nesterov momentum (look-ahead gradient)."),
+                      fixed={"nesterov": True}, batched=partial(BatchedSGD, nesterov=True),
+                      description="SGD with Nesterov momentum (look-ahead gradient)."),
         OptimizerSpec("adam", torch.optim.Adam, _lr(1e-3, 1e-5, 1e-1), adam, to_kwargs=betas_to_kwargs,
+                      batched=BatchedAdam,
                       description="Adam: momentum plus per-coordinate scaling by the RMS of past gradients."),
         OptimizerSpec("adamw", torch.optim.AdamW, _lr(1e-3, 1e-5, 1e-1),
                       adam | {"weight_decay": Param(0.01, 1e-4, 1.0, log=True)}, to_kwargs=betas_to_kwargs,
+                      batched=BatchedAdamW,
                       description="AdamW: Adam with decoupled weight decay."),
         OptimizerSpec("rmsprop", torch.optim.RMSprop, _lr(1e-3, 1e-5, 1e-1),
                       {"alpha": Param(0.99, 0.9, 0.999), "eps": EPS, "momentum": Param(0.0, 0.0, 0.99)},
+                      batched=BatchedRMSprop,
                       description="RMSprop: gradient divided by a running RMS of its recent values."),
         OptimizerSpec("adagrad", torch.optim.Adagrad, _lr(1e-2, 1e-4, 1.0),
-                      {"eps": Param(1e-10, 1e-12, 1e-4, log=True)},
+                      {"eps": Param(1e-10, 1e-12, 1e-4, log=True)}, batched=BatchedAdagrad,
                       description="Adagrad: per-coordinate steps shrinking with the sum of squared gradients."),
         OptimizerSpec("lbfgs", torch.optim.LBFGS, _lr(1.0, 1e-2, 10.0),
                       fixed={"max_iter": 1, "max_eval": LBFGS_MAX_EVAL, "history_size": 10,
