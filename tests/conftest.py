@@ -14,8 +14,14 @@ import pytest
 
 os.environ["OPTBENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
+import torch
+
 from bench_core.catalog import Catalog, load_catalog
 from bench_core.data import DATA_DIR_ENV
+
+# One torch thread, as every trial runs (bench_core.executors.TRIAL_THREADS): torch's default of one per core
+# makes the small models of these tests many times slower whenever another process keeps a core busy.
+torch.set_num_threads(1)
 
 
 @functools.cache
