@@ -362,6 +362,9 @@ def _train_group(members: list[_Member], problems: ProblemCache, deadline: float
     for member in members:
         member.initial_loss = member.result.curve[0]["train_loss"]
         member.blowup = runner.DIVERGENCE_FACTOR * max(1.0, abs(member.initial_loss))
+    blowups = torch.tensor([m.blowup for m in members], dtype=torch.float64, device=device)
+    searching = torch.tensor([m.result.steps_to_target is None for m in members], device=device)
+    maximizing = problem.target is not None and problem.target.metric in problem.maximize
     step = 0
     pending: list[torch.Tensor] = []
     tick = runner._now(device)
@@ -386,24 +389,30 @@ def _train_group(members: list[_Member], problems: ProblemCache, deadline: float
             evaluating = step in eval_at
             to_evaluate: set[int] = set(range(len(active))) if evaluating else set()
             if evaluating or step % runner.DIVERGENCE_CHECK_EVERY == 0:
+                # as one by one: every pending per-step loss (or the last loss) of every member, read at once
                 if per_step:
-                    read = torch.stack(pending).T.tolist()  # one read for every member and pending step
+                    read = torch.stack(pending).double()  # (steps since the last read, members)
                     start = step - len(pending)
                     pending.clear()
                 else:
-                    read = [[value] for value in losses.detach().tolist()]
+                    read = losses.detach().double().unsqueeze(0)
+                last = read[-1]
+                events = ~torch.isfinite(last) | (last > blowups)
+                if per_step and problem.target is not None:
+                    meets = (read >= problem.target.value) if maximizing else (read <= problem.target.value)
+                    meets &= searching
+                    first_met = meets.int().argmax(0)
+                    events |= meets.any(0)
+                rows = events.nonzero().flatten().tolist()  # the host read (synchronises the device)
                 elapsed = runner._now(device) - tick
-                for row, index in enumerate(active):
-                    member = members[index]
-                    values_read = read[row]
-                    if per_step and member.result.steps_to_target is None:
-                        hit = next((start + i for i, v in enumerate(values_read)
-                                    if runner._value_meets(problem, v)), None)
-                        if hit is not None:
-                            reached(member, hit, member.train_seconds + elapsed / len(active))
-                            if member.config.stop_at_target:
-                                to_evaluate.add(row)
-                    diverge(member, runner._blown_up(values_read[-1], member.blowup, step))
+                for row in rows:
+                    member = members[active[row]]
+                    if per_step and member.result.steps_to_target is None and bool(meets[:, row].any()):
+                        reached(member, start + int(first_met[row]), member.train_seconds + elapsed / len(active))
+                        searching[row] = False
+                        if member.config.stop_at_target:
+                            to_evaluate.add(row)
+                    diverge(member, runner._blown_up(float(last[row]), member.blowup, step))
                     if member.result.status == Status.DIVERGED:
                         to_evaluate.add(row)
             if to_evaluate:
@@ -427,6 +436,7 @@ def _train_group(members: list[_Member], problems: ProblemCache, deadline: float
                 params = {name: value.detach().index_select(0, kept).requires_grad_() for name, value in params.items()}
                 optimizer.keep(kept, list(params.values()))
                 base_lrs = base_lrs.index_select(0, kept)
+                blowups, searching = blowups.index_select(0, kept), searching.index_select(0, kept)
                 pending = [values.index_select(0, kept) for values in pending]
                 selection = torch.tensor(active, device=device)
                 rows_all = selection

@@ -13,9 +13,11 @@ it passes a float32 column ``per_trial(h)`` of shape ``(K, 1, ...)`` and must pi
 operation that rounds as the tensor-scalar one does:
 
 * Scalar expressions (``1 - beta1``, ``lr / (1 - beta1 ** step)``, ``(1 - beta2 ** step) ** 0.5``,
-  ``1 - lr * weight_decay``) are evaluated per trial **in Python floats**, exactly as ``torch.optim``
-  writes them, and only then cast to float32. Python's ``**`` calls the C library's ``pow``; a float64
-  tensor ``pow`` need not round like it, so bias corrections are never computed on tensors.
+  ``1 - lr * weight_decay``) are evaluated per trial **in float64**, exactly as ``torch.optim`` writes
+  them, and only then cast to float32: float64 tensor ``+ - * /`` round as Python's float operations do
+  (both IEEE double, one operation at a time). Python's ``**`` calls the C library's ``pow``; a float64
+  tensor ``pow`` need not round like it, so powers are computed in Python, once per distinct value
+  (:meth:`_Batched.per_value`; a group usually shares its betas), never on tensors.
 * ``t.mul_(h)``, ``t / h``, ``t.add_(h)`` (scalar ``other``): the same operation with the column.
 * ``t.add_(x, alpha=h)`` is ``t + h * x``, rounded **once** where the CPU kernel fuses the multiply-add
   (torch 2.13's AVX2 kernels do, in their vector and scalar loops alike) and twice where it does not
@@ -71,9 +73,9 @@ class _Columns:
     branch); ``columns.every(name)`` / ``columns.some(name)`` say whether all / any rows take it.
     """
 
-    def __init__(self, device: torch.device, values: Mapping[str, list[float]],
+    def __init__(self, device: torch.device, values: Mapping[str, list[float] | torch.Tensor],
                  flags: Mapping[str, list[bool]] | None = None) -> None:
-        self._vectors = {name: torch.tensor(v, dtype=torch.float64, device=device) for name, v in values.items()}
+        self._vectors = {name: torch.as_tensor(v, dtype=torch.float64, device=device) for name, v in values.items()}
         self._lists = dict(flags or {})
         self._flags = {name: torch.tensor(v, dtype=torch.bool, device=device) for name, v in self._lists.items()}
         self._made: dict[tuple[str, torch.dtype, int], torch.Tensor] = {}
@@ -142,6 +144,7 @@ class _Batched(BatchedOptimizer):
             values[name] = tensor
         super().__init__(params, values)
         self._floats: dict[str, list[float]] = {}
+        self._distinct: dict[str, tuple[list[float], torch.Tensor]] = {}
         self._constants: _Columns | None = None
         self._pool: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
         self._check()
@@ -150,6 +153,7 @@ class _Batched(BatchedOptimizer):
         """Narrow as the base class does, and forget what was derived from the old hyperparameters."""
         super().keep(rows, params)
         self._floats.clear()
+        self._distinct.clear()
         self._constants = None
 
     def _check(self) -> None:
@@ -161,7 +165,8 @@ class _Batched(BatchedOptimizer):
         if bad:
             raise ValueError(f"{type(self).__name__}: invalid {name} {bad[0]!r} (must be {what})")
 
-    def _columns(self, values: Mapping[str, list[float]], flags: Mapping[str, list[bool]] | None = None) -> _Columns:
+    def _columns(self, values: Mapping[str, list[float] | torch.Tensor],
+                 flags: Mapping[str, list[bool]] | None = None) -> _Columns:
         return _Columns(self.params[0].device, values, flags)
 
     def _constant_columns(self) -> _Columns:
@@ -191,6 +196,19 @@ class _Batched(BatchedOptimizer):
         if name not in self._floats:
             self._floats[name] = self.hyperparams[name].tolist()
         return self._floats[name]
+
+    def per_value(self, name: str, function: Callable[[float], float]) -> torch.Tensor:
+        """``function`` of hyperparameter ``name`` per trial (float64 ``(K,)``), called once per distinct value.
+
+        For what must be computed in Python floats (``b ** step``: a tensor ``pow`` need not round like the C
+        library's): a group usually shares all values but the learning rate, so this is one call, not K.
+        """
+        if name not in self._distinct:
+            values, inverse = torch.unique(self.hyperparams[name], return_inverse=True)
+            self._distinct[name] = (values.tolist(), inverse)
+        values, inverse = self._distinct[name]
+        device = self.params[0].device
+        return torch.tensor([function(value) for value in values], dtype=torch.float64, device=device)[inverse]
 
     def _with_grads(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
         """(state, param, grad) for every parameter that has a gradient; like ``torch.optim``, skip the others."""
@@ -240,7 +258,7 @@ class BatchedSGD(_Batched):
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         """One SGD step per row, ``torch.optim.SGD._single_tensor_sgd``'s operations with per-row scalars."""
-        columns, rate = self._constant_columns(), self._columns({"neg_lr": [-value for value in lr.tolist()]})
+        columns, rate = self._constant_columns(), self._columns({"neg_lr": -lr})
         for state, param, grad in self._with_grads():
             decayed, direction = self._scratch(param, 2)
             grad = _coupled_decay(grad, param, columns, decayed)
@@ -286,11 +304,9 @@ class BatchedAdam(_Batched):
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         """One Adam step per row, ``torch.optim.adam._single_tensor_adam``'s operations with per-row scalars."""
-        lrs, beta1, beta2 = lr.tolist(), self.floats("beta1"), self.floats("beta2")
         columns = self._constant_columns()
         if self.decoupled and columns.some("decays"):
-            shrink = self._columns({"shrink": [1 - r * w for r, w in zip(lrs, self.floats("weight_decay"),
-                                                                         strict=True)]})
+            shrink = self._columns({"shrink": 1 - lr * self.hyperparams["weight_decay"]})
         # The bias corrections depend on a parameter's step count: the same for all unless some went without a grad.
         corrections: dict[float, _Columns] = {}
         for state, param, grad in self._with_grads():
@@ -316,8 +332,8 @@ class BatchedAdam(_Batched):
             step = step_t.item()
             if step not in corrections:
                 corrections[step] = self._columns({
-                    "neg_step_size": [-(r / (1 - b ** step)) for r, b in zip(lrs, beta1, strict=True)],
-                    "bias_correction2_sqrt": [(1 - b ** step) ** 0.5 for b in beta2]})
+                    "neg_step_size": -(lr / self.per_value("beta1", lambda b, step=step: 1 - b ** step)),
+                    "bias_correction2_sqrt": self.per_value("beta2", lambda b, step=step: (1 - b ** step) ** 0.5)})
             correction = corrections[step]
             if self.amsgrad:
                 torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
@@ -366,7 +382,7 @@ class BatchedRMSprop(_Batched):
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         """One RMSprop step per row, ``torch.optim.rmsprop._single_tensor_rmsprop``'s operations per row."""
-        columns, rate = self._constant_columns(), self._columns({"neg_lr": [-value for value in lr.tolist()]})
+        columns, rate = self._constant_columns(), self._columns({"neg_lr": -lr})
         for state, param, grad in self._with_grads():
             if not state:
                 state["step"] = _step_counter()
@@ -425,7 +441,7 @@ class BatchedAdagrad(_Batched):
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         """One Adagrad step per row, ``torch.optim.adagrad._single_tensor_adagrad``'s operations per row."""
-        lrs, lr_decay, columns = lr.tolist(), self.floats("lr_decay"), self._constant_columns()
+        lr_decay, columns = self.hyperparams["lr_decay"], self._constant_columns()
         rates: dict[float, _Columns] = {}  # -clr by step count (the same for all parameters unless one had no grad)
         for state, param, grad in self._with_grads():
             if not state:
@@ -440,8 +456,7 @@ class BatchedAdagrad(_Batched):
             step = state["step"].item()
             grad = _coupled_decay(grad, param, columns, decayed)
             if step not in rates:
-                rates[step] = self._columns({"neg_clr": [-(r / (1 + (step - 1) * d))
-                                                         for r, d in zip(lrs, lr_decay, strict=True)]})
+                rates[step] = self._columns({"neg_clr": -(lr / (1 + (step - 1) * lr_decay))})
             state_sum.addcmul_(grad, grad, value=1)
             torch.sqrt(state_sum, out=std).add_(columns("eps", param))  # std = state_sum.sqrt().add_(eps)
             # param.addcdiv_(grad, std, value=-clr)
@@ -465,15 +480,14 @@ class BatchedLion(_Batched):
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         """One Lion step per row, :meth:`Lion.step`'s operations with per-row scalars."""
-        lrs, weight_decay, columns = lr.tolist(), self.floats("weight_decay"), self._constant_columns()
-        rate = self._columns({"neg_lr": [-value for value in lrs],
-                              "shrink": [1 - r * w for r, w in zip(lrs, weight_decay, strict=True)]})
+        columns = self._constant_columns()
+        rate = self._columns({"neg_lr": -lr, "shrink": 1 - lr * self.hyperparams["weight_decay"]})
         for state, param, grad in self._with_grads():
             if not state:
                 state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
             exp_avg = state["exp_avg"]
             (update,) = self._scratch(param, 1)
-            if any(weight_decay):
+            if columns.some("decays"):
                 # param.mul_(1 - lr * weight_decay) where weight_decay != 0: elsewhere the factor is exactly 1.
                 param.mul_(rate("shrink", param))
             # exp_avg.mul(beta1).add_(grad, alpha=1 - beta1).sign_()
@@ -486,4 +500,4 @@ class BatchedLion(_Batched):
     def _constant_values(self) -> tuple[dict[str, list[float]], dict[str, list[bool]]]:
         beta1, beta2 = self.floats("beta1"), self.floats("beta2")
         return ({"beta1": beta1, "one_minus_beta1": [1 - b for b in beta1], "beta2": beta2,
-                 "one_minus_beta2": [1 - b for b in beta2]}, {})
+                 "one_minus_beta2": [1 - b for b in beta2]}, {"decays": [w != 0 for w in self.floats("weight_decay")]})
