@@ -290,7 +290,7 @@ def _train_group(members: list[_Member], problems: ProblemCache, deadline: float
 
     models = []
     for member in members:
-        torch.manual_seed(member.config.seed)
+        runner.seed_global_rng(member.config.seed, device)
         model = problem.init_model().to(device)
         if any(True for _ in model.buffers()):
             raise ValueError("a model with buffers is not vectorised")
@@ -351,12 +351,14 @@ def _train_group(members: list[_Member], problems: ProblemCache, deadline: float
             if step > 0 and (member.result.status == Status.DIVERGED or (
                     member.config.stop_at_target and member.result.steps_to_target is not None)):
                 member.stop = True  # it leaves the group after this step
+                leaving.append(row)
                 member.result.steps, member.result.samples = step, step * samples_per_step
 
     def diverge(member: _Member, why: str | None) -> None:
         if why is not None and member.result.status != Status.DIVERGED:
             member.result.status, member.result.reason = Status.DIVERGED, why
 
+    leaving: list[int] = []  # rows (positions in ``active``) of members that stop after this step
     with torch.no_grad():
         evaluate(list(range(len(active))), 0)
     for member in members:
@@ -426,9 +428,9 @@ def _train_group(members: list[_Member], problems: ProblemCache, deadline: float
                 for index in active:
                     members[index].result.steps, members[index].result.samples = step, step * samples_per_step
                 break
-            leaving = [row for row, index in enumerate(active) if members[index].stop]
             if leaving:
-                keep = [row for row in range(len(active)) if row not in leaving]
+                keep = [row for row in range(len(active)) if row not in set(leaving)]
+                leaving.clear()
                 active = [active[row] for row in keep]
                 if not active:
                     break
