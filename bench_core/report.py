@@ -349,3 +349,31 @@ def _suite_description(runs: pd.DataFrame) -> str:
 def number(value: float, digits: int = 3) -> str:
     """A number for a table cell; ``–`` for NaN."""
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
+
+
+def timing_note(trials: pd.DataFrame, columns: str) -> str:
+    """A note for a table whose ``columns`` (e.g. "seconds to target") are timings, where some of ``trials`` ran
+    in vectorised groups (empty where every trial ran alone).
+
+    A trial run in a group of K is timed as its share of the group's time, which is what it cost, not how long
+    it would take alone: such timings compare with those of trials run in groups of the same size only.
+    """
+    if "group_size" not in trials:
+        return ""
+    sizes = trials.dropna(subset=["group_size"])
+    grouped = sizes[sizes["group_size"] > 1]
+    if grouped.empty:
+        return ""
+    described = ", ".join(f"{optimizer} ({_group_sizes(rows['group_size'])})"
+                          for optimizer, rows in grouped.groupby("optimizer", sort=True))
+    alone = sorted(set(trials["optimizer"]) - set(grouped["optimizer"]))
+    return (f"**Timings of vectorised trials:** {described} ran in vectorised groups of trials; their {columns} are "
+            "each trial's share of its group's time (what it cost), not the time it would take alone, and compare "
+            "only with trials run in groups of the same size"
+            + (f" ({', '.join(alone)} ran alone)" if alone else "")
+            + ". Run with `--no-vectorize` for per-trial timings.")
+
+
+def _group_sizes(sizes: pd.Series) -> str:
+    values = sorted({int(size) for size in sizes})
+    return f"groups of {values[0]}" if len(values) == 1 else f"groups of {values[0]}-{values[-1]}"

@@ -361,3 +361,19 @@ def test_a_group_past_its_time_limit_stores_each_trial_as_timeout_with_its_progr
     assert [r.status for r in results] == [Status.TIMEOUT, Status.TIMEOUT]
     assert all(r.group_size == 2 and r.time_limit == 0.5 and 0 < r.steps < 1000 for r in results)
     assert all(r.curve and r.final == {} and "time limit" in r.reason for r in results)
+
+
+def test_reports_say_which_timings_are_shares_of_a_group(tmp_path):
+    from bench_core.api import run
+
+    settings = {"name": "timings", "problems": ["quadratic"], "optimizers": ["adam", "lbfgs"], "lr": [0.01, 0.1],
+                "seeds": [0, 1], "batch_size": [8, 32], "steps": 30}
+    grouped = run(settings, results=tmp_path / "grouped.sqlite", report_dir=tmp_path / "grouped", workers=1)
+    alone = run(settings, results=tmp_path / "alone.sqlite", report_dir=tmp_path / "alone", workers=1,
+                vectorize=False)
+    text = grouped.report.read_text()
+    note = ("**Timings of vectorised trials:** adam (groups of 4) ran in vectorised groups of trials; their seconds "
+            "to target are each trial's share of its group's time")
+    assert note in text and "(lbfgs ran alone)" in text
+    assert "their samples/s are each trial's share" in text  # under the batch-size table too
+    assert "Timings of vectorised trials" not in alone.report.read_text()

@@ -12,7 +12,7 @@ from tabulate import tabulate
 from bench_core.analysis import batch_scaling, critical_batch_size
 from bench_core.configuration import selection_metric, trial_scores
 from bench_core.hookspecs import hookimpl
-from bench_core.report import heading, number
+from bench_core.report import heading, number, timing_note
 from bench_core.report_sections import file_name
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ def variant_part(report: ReportContext, variant: str, trials: pd.DataFrame) -> l
     parts = [heading(TITLE, variant), "",
              tabulate(table, ["optimizer", "batch size", "steps to target", "best lr", "samples/s",
                               "critical batch size"], tablefmt="github"), "",
+             *([note, ""] if (note := timing_note(trials, "samples/s")) else []),
              f"![batch size on {variant}]({plot(report, variant, data)})", ""]
     if "hp.lr" in trials and trials["hp.lr"].nunique() >= 2:
         parts += [f"![learning rate x batch size on {variant}]({heatmap(report, variant, trials)})", ""]

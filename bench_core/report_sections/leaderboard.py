@@ -11,7 +11,7 @@ from tabulate import tabulate
 from bench_core.analysis import Entry, leaderboard, more_than_one_evaluation_per_step
 from bench_core.configuration import selection_metric
 from bench_core.hookspecs import hookimpl
-from bench_core.report import heading, interval_cell, seeds_cell, value_cell
+from bench_core.report import heading, interval_cell, seeds_cell, timing_note, value_cell
 from bench_core.stats import distinguishable
 from bench_core.trial import Status
 
@@ -61,7 +61,8 @@ def variant_table(report: ReportContext, variant: str, trials: pd.DataFrame, ini
                      *[value_cell(ok[c]) for c in tests], interval_cell(ok[headline], bounds), _steps_cell(entry),
                      *([evaluations_cell(entry)] if evaluations else []),
                      f"{seconds.median():.3g}" if len(seconds) else "–", failed_cell(entry)])
-    notes = "\n\n".join(note for note in (seed_noise_notes(entries, rows), grid_edge_note(entries)) if note)
+    notes = "\n\n".join(note for note in (seed_noise_notes(entries, rows), grid_edge_note(entries),
+                                           timing_note(trials, "seconds to target")) if note)
     headers = ["optimizer", "configuration", "seeds", f"{metric.removeprefix('final.')} (selection)",
                *[c.removeprefix("final.") for c in tests], f"95% interval of {headline.removeprefix('final.')}",
                "steps to target", *(["gradient evaluations to target"] if evaluations else []), "seconds to target",
