@@ -1,9 +1,17 @@
-"""Harness overhead: one trial through the runner vs a hand-written PyTorch loop, same work.
+"""Runner overhead: one trial through the runner vs a bare loop over the same problem object.
 
 Both train the same problem with the same optimizer, seed, batches and number of steps and
-evaluate once at the start and once at the end; the ratio is the price of the harness
-(schedules, divergence checks, timing, bookkeeping). Measured in one process, best of
-several repeats, so machine speed cancels out.
+evaluate once at the start and once at the end. The bare loop is NOT independent of optbench:
+it draws the problem's own batches (``problem.batches``), calls ``problem.loss`` and builds
+the optimizer from its spec, so whatever those cost (the data order and the gathering of
+batches in particular) is on both sides and does not show here. The ratio isolates the
+runner's own per-step work (schedule, time-limit clock check, bookkeeping, divergence reads)
+and says nothing about the data path; ``benchmarks/practitioner_loop.py`` compares the
+harness with a loop written independently of optbench's batching.
+
+Measured in one process, the two sides interleaved, best of several repeats: machine speed
+cancels in the ratio, load from other processes only partly (it can hit one side's repeat
+and not the other's), so on a shared machine expect a few percent of noise and repeat it.
 
     python benchmarks/runner_overhead.py [--repeats 5] [--device cpu]
 """
@@ -31,7 +39,7 @@ CASES = [  # (problem, optimizer, hyperparameters, batch size, steps)
 
 
 def plain_loop(problem, spec, hyperparams: dict, batch_size: int, steps: int, seed: int) -> float:
-    """The loop a practitioner would write by hand; returns training seconds."""
+    """The runner's training calls without the runner (the problem's batches and loss); returns training seconds."""
     torch.manual_seed(seed)
     model = problem.init_model().to(problem.device)
     generator = torch.Generator(device=problem.device).manual_seed(seed)

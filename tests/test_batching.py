@@ -73,10 +73,21 @@ def test_the_order_is_the_documented_plain_pytorch_loop():
         assert torch.equal(gx, ex) and torch.equal(gy, ey)
 
 
-def test_a_batch_as_large_as_the_data_is_the_whole_data_each_epoch():
-    batches = shuffled_batches(rows(6), 6, torch.Generator().manual_seed(0))
-    for _ in range(3):
-        assert sorted(next(batches)[1].tolist()) == list(range(6))
+def test_a_batch_as_large_as_the_data_is_the_stored_tensors_themselves_every_step():
+    x, y = rows(6)
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    batches = shuffled_batches((x, y), 6, generator)
+    for _ in range(3):  # not shuffled, not copied: the very tensors, in their stored order
+        bx, by = next(batches)
+        assert bx is x and by is y
+    assert torch.equal(generator.get_state(), state), "no randperm: the generator is not drawn from"
+
+
+def test_a_full_batch_is_the_documented_plain_pytorch_loop():
+    x, y = rows(7)
+    for step, (bx, by) in enumerate(itertools.islice(shuffled_batches((x, y), 7, torch.Generator()), 4)):
+        assert torch.equal(bx, x) and torch.equal(by, y), step  # the docstring's loop: tuple(tensors) every step
 
 
 def test_any_integer_type_is_a_batch_size():

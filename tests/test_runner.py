@@ -598,14 +598,13 @@ def test_lbfgs_on_logistic_trains_like_a_plain_torch_loop_and_counts_every_closu
     result = run_trial(config, cache)
     assert result.status == "ok", result.error
 
-    # The plain loop: torch.optim.LBFGS as its documentation shows it, the loss written out, the full batch drawn
-    # in the documented order (one randperm per epoch from a generator seeded with the trial seed).
+    # The plain loop: torch.optim.LBFGS as its documentation shows it, the loss written out, the full batch in the
+    # documented order (the training rows as stored, every step: no shuffle).
     X, y, l2 = problem.X_train, problem.y_train, options["l2"]
     torch.manual_seed(seed)
     model = problem.init_model()
     lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=1, max_eval=26, history_size=10,
                               line_search_fn="strong_wolfe")
-    generator = torch.Generator().manual_seed(seed)
     eval_at = set(evaluation_steps(steps, evals))
     calls = 0
 
@@ -620,8 +619,7 @@ def test_lbfgs_on_logistic_trains_like_a_plain_torch_loop_and_counts_every_closu
     plain = {0: problem.evaluate(model)}
     calls_after = {0: 0}
     for step in range(1, steps + 1):
-        order = torch.randperm(n, generator=generator)
-        lbfgs.step(functools.partial(closure, X[order], y[order]))
+        lbfgs.step(functools.partial(closure, X, y))
         calls_after[step] = calls
         if step in eval_at:
             plain[step] = problem.evaluate(model)
@@ -638,6 +636,35 @@ def test_lbfgs_on_logistic_trains_like_a_plain_torch_loop_and_counts_every_closu
     assert result.steps_to_target == reached < steps
     assert result.gradient_evaluations_to_target == calls_after[reached] > reached
     assert result.target_every == steps // evals
+
+
+def test_full_batch_sgd_on_logistic_trains_like_a_plain_loop_on_the_stored_rows_and_leaves_them_intact(catalog):
+    """A full batch is the training set as stored, every step (no shuffle, no copy): a plain loop on X, y matches."""
+    seed, steps, evals, lr = 2, 40, 4, 0.5
+    options = dict(catalog.problems["logistic"].options)
+    cache = ProblemCache(catalog)
+    problem = cache.get("logistic", options, "cpu")
+    X, y, l2 = problem.X_train, problem.y_train, options["l2"]
+    stored = X.clone(), y.clone()
+    config = TrialConfig(problem="logistic", optimizer="sgd", hyperparams={"lr": lr}, budget=Budget("steps", steps),
+                         batch_size=problem.train_size, seed=seed, evals=evals, problem_options=options)
+    result = run_trial(config, cache)
+    assert result.status == "ok", result.error
+    assert torch.equal(X, stored[0]) and torch.equal(y, stored[1]), "training must not modify the stored data"
+
+    torch.manual_seed(seed)
+    model = problem.init_model()
+    sgd = torch.optim.SGD(model.parameters(), lr=lr)
+    plain = {0: problem.evaluate(model)["train_loss"]}
+    for step in range(1, steps + 1):
+        sgd.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(model(X).squeeze(-1), y) + 0.5 * l2 * model.weight.square().sum()
+        loss.backward()
+        sgd.step()
+        if step % (steps // evals) == 0:
+            plain[step] = problem.evaluate(model)["train_loss"]
+    assert {point["step"]: point["train_loss"] for point in result.curve} == pytest.approx(plain, rel=1e-9)
+    assert plain[steps] < 0.5 * plain[0], "the loop must actually train"
 
 
 def sam_catalog(catalog):
