@@ -24,7 +24,7 @@ Shared conventions (:class:`LinearModelProblem`):
   number.
 * Batches follow :func:`bench_core.batching.shuffled_batches`: each epoch one
   ``torch.randperm(n_train, generator=generator, device=device)`` cut into full batches,
-  the last partial batch dropped.
+  the last partial batch dropped; a batch of the whole training set is the data as stored.
 * :meth:`~LinearModelProblem.evaluate` copies the weights to the host and computes every
   metric in float64 with NumPy, with the same function that defined f*. In float32,
   ``f(w) - f*`` would lose its digits as it shrinks (float32 resolves about 1e-7 of f*,

@@ -569,3 +569,20 @@ def test_planted_closure_optimizer_faults_are_caught(optimizer, expected):
         assert all("never called the closure" in r.reason for r in results if not r.passed)
     with pytest.raises(AssertionError, match="planted fails"):
         assert_optimizer_conforms(spec, devices=["cpu"])
+
+
+def test_a_stochastic_problem_trained_on_its_whole_set_passes_the_data_checks():
+    """Its batch size covers the training set, so every batch is the data as stored whatever the seed: the
+    deterministic-data check must not ask another seed for other batches there."""
+    import torch
+
+    from bench_core import Budget, ClassificationProblem, ProblemSpec
+
+    def build(device="cpu"):
+        X = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
+        return ClassificationProblem((X, (X[:, 0] > 0).long()), device=device,
+                                     model_factory=lambda: torch.nn.Linear(3, 2))
+
+    results = {r.name: r for r in check_problem(ProblemSpec("whole_set", build, batch_size=32,
+                                                            budget=Budget("steps", 5)), reach_target=False)}
+    assert results["deterministic_data"].passed, results["deterministic_data"].reason
