@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,11 @@ def run(suite: str, extra: list[str], folder: Path) -> float:
         sys.exit(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     plan = next((line for line in done.stderr.splitlines() if "running" in line), "")
     print(f"    {plan.removeprefix('optbench: ')}")
+    with sqlite3.connect(folder / "results.sqlite") as db:  # where the time went: each trial's (share of) wall time
+        rows = db.execute("SELECT problem, count(*), sum(wall_seconds), max(group_size) FROM trials GROUP BY problem "
+                          "ORDER BY problem").fetchall()
+    print("    " + "; ".join(f"{problem}: {count} trials, {seconds:.0f} s of worker time (largest group {size})"
+                              for problem, count, seconds, size in rows))
     return elapsed
 
 
