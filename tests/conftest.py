@@ -1,4 +1,5 @@
-"""Shared fixtures. Every test sees only optbench's own plugins, whatever else is installed."""
+"""Shared fixtures. Every test sees only optbench's own plugins, whatever else is installed, and runs torch with one
+thread (tests that are about thread counts set their own)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ from typing import Any
 import pytest
 
 os.environ["OPTBENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+# One torch (OpenMP) thread, as every trial runs (bench_core.executors.TRIAL_THREADS), here and in every process
+# a test starts: the tests train tiny models, for which a second thread only waits on the first, and on a loaded
+# 2-core machine each of torch's parallel regions then waits for a core (the kit's 300 steps on a 4x3 regression
+# took 4.8 s of CPU with two threads against 0.12 s with one). A test about thread counts sets its own.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 import torch
 
 from bench_core.catalog import Catalog, load_catalog
 from bench_core.data import DATA_DIR_ENV
 
-# One torch thread, as every trial runs (bench_core.executors.TRIAL_THREADS): torch's default of one per core
-# makes the small models of these tests many times slower whenever another process keeps a core busy.
-torch.set_num_threads(1)
+torch.set_num_threads(1)  # this process too, should torch have started before OMP_NUM_THREADS was set
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""The optbench command end to end, in subprocesses, as a user runs it."""
+"""The optbench command end to end, in subprocesses, as a user runs it; what only sets a test up, counts or shows a
+user error runs through ``main`` in this process, which gives the same output and exit status."""
 
 from __future__ import annotations
 
@@ -28,12 +29,15 @@ def stored(path: Path) -> pd.DataFrame:
         return pd.read_sql("SELECT trial_id, status, finished_at FROM trials", db)
 
 
-def test_smoke_suite_runs_stores_reports_and_resumes(tmp_path):
+def test_smoke_suite_runs_stores_reports_and_resumes(tmp_path, capsys):
+    from bench_core.cli import main
+
     results, reports = tmp_path / "r.sqlite", tmp_path / "reports"
     first = optbench("run", "smoke", "--results", str(results), "--report-dir", str(reports), "--workers", "2")
     assert first.returncode == 0, first.stderr
     rows = stored(results)
-    expected = optbench("run", "smoke", "--dry-run").stdout
+    assert main(["run", "smoke", "--dry-run"]) == 0  # the count alone: in this process
+    expected = capsys.readouterr().out
     assert f"{len(rows)} trials" in expected
     assert set(rows["status"]) <= {"ok", "diverged"}
     readme = (reports / "smoke" / "README.md").read_text()
@@ -62,14 +66,17 @@ def test_custom_sweep_from_flags_and_export(tmp_path):
     assert len(frame) == 12 and set(frame["optimizer"]) == {"sgd", "momentum"}
 
 
-def test_list_shows_builtins_with_their_plugins():
+def test_list_shows_builtins_with_their_plugins(capsys):
+    from bench_core.cli import main
+
     done = optbench("list", "--json")
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     plugin_of = {row["name"]: row["plugin"] for row in rows["optimizers"]}
     assert plugin_of["adam"] == "torch_optimizers" and plugin_of["lion"] == "lion"
     assert {"rosenbrock", "quadratic", "digits_mlp", "digits_cnn"} <= {row["name"] for row in rows["problems"]}
-    text = optbench("list").stdout
+    assert main(["list"]) == 0  # the text form of the same listing: in this process
+    text = capsys.readouterr().out
     assert "Optimizers" in text and "Problems" in text and "Schedules" in text
 
 
@@ -80,7 +87,9 @@ def test_list_shows_builtins_with_their_plugins():
     (["run", "--problem", "quadratic", "--hp", "beta2"], "expected NAME=VALUE"),
     (["report", "--results", "missing.sqlite"], "no such file"),
 ])
-def test_user_errors_are_one_line_exit_2_and_leave_results_untouched(tmp_path, args, message):
+def test_user_errors_are_one_line_exit_2_and_leave_results_untouched(tmp_path, monkeypatch, capsys, args, message):
+    """Through ``main`` in this process (the next test sees a user error from a real process): an exception that
+    escaped as a traceback would fail the test by itself."""
     from bench_core.cli import main
 
     results = tmp_path / "r.sqlite"
@@ -89,10 +98,12 @@ def test_user_errors_are_one_line_exit_2_and_leave_results_untouched(tmp_path, a
     before = hashlib.sha256(results.read_bytes()).hexdigest()
     if args[0] == "run":
         args = [*args, "--results", str(results)]
-    done = optbench(*args, cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.startswith("optbench: error: ") and message in done.stderr
-    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(args) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("optbench: error: ") and message in stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert hashlib.sha256(results.read_bytes()).hexdigest() == before
 
 
@@ -147,16 +158,18 @@ def test_a_failing_trial_exits_1_after_the_others_finish(tmp_path, write_plugin)
     assert (tmp_path / "reports" / "flaky" / "README.md").exists()
 
 
-def test_rerun_runs_stored_trials_again_and_replaces_them(tmp_path):
+def test_rerun_runs_stored_trials_again_and_replaces_them(tmp_path, capsys):
+    from bench_core.cli import main
+
     results = tmp_path / "r.sqlite"
     args = ["run", "--problem", "quadratic", "--optimizer", "sgd", "--lr", "log:0.001:0.1:3", "--steps", "10",
             "--results", str(results), "--no-report", "--workers", "1"]
-    first = optbench(*args)
-    assert first.returncode == 0, first.stderr
+    assert main(args) == 0  # the first run and the plain re-run in this process; the --rerun as a user runs it
     before = stored(results).set_index("trial_id")
     assert len(before) == 3
-    again = optbench(*args)
-    assert "3 already stored, ran 0" in again.stderr
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "3 already stored, ran 0" in capsys.readouterr().err
     forced = optbench(*args, "--rerun")
     assert forced.returncode == 0 and "0 already stored, ran 3" in forced.stderr
     after = stored(results).set_index("trial_id")
@@ -164,11 +177,13 @@ def test_rerun_runs_stored_trials_again_and_replaces_them(tmp_path):
     assert (after["finished_at"] > before.loc[after.index, "finished_at"]).all()
 
 
-def test_random_search_from_flags(tmp_path):
+def test_random_search_from_flags(tmp_path, capsys):
+    from bench_core.cli import main
+
     done = optbench("run", "--problem", "quadratic", "--optimizer", "adam,momentum", "--search", "random",
                     "--trials", "5", "--random-seed", "3", "--seeds", "0,1", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "20 trials" in done.stdout
-    bad = optbench("run", "--problem", "quadratic", "--search", "random", "--trials", "0", "--dry-run")
-    assert bad.returncode == 2
-    assert bad.stderr.strip() == "optbench: error: --trials=0 is invalid: expected an integer >= 1"
+    capsys.readouterr()
+    assert main(["run", "--problem", "quadratic", "--search", "random", "--trials", "0", "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == "optbench: error: --trials=0 is invalid: expected an integer >= 1"

@@ -80,7 +80,8 @@ def test_local_cluster_and_in_process_give_identical_results(catalog):
     sweep = _sweep(catalog, seeds=[0])
     groups = [[config] for config in sweep.trials]
     local = _in_process(catalog, groups)
-    with DaskExecutor(workers=2, threads_per_worker=1) as executor:
+    # one worker process (each is seconds of starting Python and torch): the sweep test below runs two
+    with DaskExecutor(workers=1, threads_per_worker=1) as executor:
         assert executor.cluster is not None
         assert all(address.startswith("tcp://127.0.0.1:") for address in executor.client.nthreads())
         remote = _by_id(executor.run(groups))

@@ -71,26 +71,37 @@ def _rows(path: Path) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_an_edited_plugin_file_reruns_its_trials_and_an_unchanged_one_is_served(tmp_path):
+def test_an_edited_plugin_file_reruns_its_trials_and_an_unchanged_one_is_served(tmp_path, capsys,
+                                                                                 fresh_local_modules):
+    from bench_core.cli import main
+
     plugin = tmp_path / "myopt.py"
     plugin.write_text(textwrap.dedent(PLUGIN))
     results = tmp_path / "r.sqlite"
-    command = [sys.executable, "-m", "bench_core.cli", "run", "--plugins", str(plugin), "--problem", "quadratic",
-               "--optimizer", "myopt,sgd", "--lr", "0.01,0.05", "--steps", "20", "--evals", "2", "--no-report",
-               "--no-progress", "--results", str(results)]
+    args = ["run", "--plugins", str(plugin), "--problem", "quadratic", "--optimizer", "myopt,sgd", "--lr",
+            "0.01,0.05", "--steps", "20", "--evals", "2", "--no-report", "--no-progress", "--results", str(results)]
 
-    def run(*extra: str) -> str:
-        done = subprocess.run([*command, *extra], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    def run_here(*extra: str) -> str:
+        """A run in this process (the plugin file imported afresh); its stderr."""
+        fresh_local_modules()
+        capsys.readouterr()
+        assert main([*args, *extra]) == 0
+        return capsys.readouterr().err
+
+    def run_in_a_new_process(*extra: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "bench_core.cli", *args, *extra], capture_output=True,
+                              text=True, env=ENV, cwd=tmp_path, timeout=300)
         assert done.returncode == 0, done.stderr
         return done.stderr
 
-    run("--workers", "1")
+    run_here("--workers", "1")
     first = _rows(results)
     assert len(first) == 4 and all(set(row["fingerprint"]) == {"optimizer", "problem"} for row in first.values())
     mine = {tid for tid, row in first.items() if row["optimizer"] == "myopt"}
 
     plugin.write_text(textwrap.dedent(EDITED))
-    second_err = run("--workers", "2")  # the process pool: workers run, the driver fingerprints
+    # another process, with the process pool: workers run, the driver fingerprints
+    second_err = run_in_a_new_process("--workers", "2")
     notices = [line for line in second_err.splitlines() if "changed since" in line]
     assert len(notices) == 1, second_err
     assert notices[0].startswith("optbench: optimizer 'myopt' changed since 2 stored trials were run (plugin file "
@@ -105,7 +116,7 @@ def test_an_edited_plugin_file_reruns_its_trials_and_an_unchanged_one_is_served(
     for tid in set(first) - mine:  # sgd did not change: served, untouched
         assert second[tid] == first[tid]
 
-    third_err = run("--workers", "1")
+    third_err = run_here("--workers", "1")  # back in this process: the other process's fingerprints still match
     assert "changed since" not in third_err and "predate" not in third_err
     assert "4 trials: 4 already stored, ran 0" in third_err
     assert _rows(results) == second
